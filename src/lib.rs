@@ -1,0 +1,8 @@
+//! stylemill: neural style transfer for every frame of a video, in parallel across MPI ranks.
+//!
+//! The binary (`src/main.rs`) only parses the command line; everything it does lives here so
+//! that tests and benchmarks drive the same code.
+
+pub mod engine;
+pub mod frame;
+pub mod model;
