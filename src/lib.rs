@@ -6,3 +6,7 @@
 pub mod engine;
 pub mod frame;
 pub mod model;
+pub mod media;
+pub mod storage;
+pub mod cluster;
+pub mod job;

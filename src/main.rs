@@ -1,1 +1,148 @@
-fn main(){}
+//! The `stylemill` command line: parse, run, report errors once, map them to exit codes.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use stylemill::cluster::Cluster;
+use stylemill::job::{self, JobError, RunOptions};
+use stylemill::model::styles::SHIPPED;
+
+#[derive(Parser)]
+#[command(name = "stylemill", version, about = "Neural style transfer for every frame of a video, across MPI ranks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Stylize every frame of a video (under mpirun: across all ranks).
+    Run(RunArgs),
+    /// Stylize one PNG or JPEG image.
+    Image(ImageArgs),
+    /// List the shipped styles.
+    Styles,
+}
+
+#[derive(Args)]
+struct StyleArgs {
+    /// A shipped style (see `stylemill styles`) or the path of a .safetensors or .pth weights file.
+    #[arg(long, short)]
+    style: String,
+    /// Shrink frames by this factor before stylizing (as pytorch/examples' --content-scale).
+    #[arg(long)]
+    scale: Option<f64>,
+    /// CPU threads per rank (default: the cores this process may use).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Input video (MP4, MOV, MKV, WebM, AVI, ...).
+    input: PathBuf,
+    /// Output video (.mp4, .mov, .mkv) or PNG frame pattern such as frames/%06d.png.
+    #[arg(long, short)]
+    output: PathBuf,
+    #[command(flatten)]
+    style: StyleArgs,
+    /// Stylize only the first N frames.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// H.264 quality: 0 lossless, 18 visually lossless, 51 worst.
+    #[arg(long, default_value_t = 18)]
+    crf: u8,
+    /// Output pixel format (default yuv420p, or yuv444p for odd frame sizes).
+    #[arg(long)]
+    pix_fmt: Option<String>,
+    /// Frames per encoded chunk (each chunk starts with a keyframe).
+    #[arg(long, default_value_t = 32)]
+    chunk_frames: usize,
+}
+
+#[derive(Args)]
+struct ImageArgs {
+    /// Input PNG or JPEG.
+    input: PathBuf,
+    /// Output PNG or JPEG.
+    output: PathBuf,
+    #[command(flatten)]
+    style: StyleArgs,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    match Cli::parse().command {
+        Command::Styles => {
+            for style in &SHIPPED {
+                println!("{:<14} {}", style.name, style.description);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Image(args) => {
+            let result = job::stylize_image(
+                &args.input,
+                &args.output,
+                &args.style.style,
+                args.style.scale,
+                args.style.threads,
+            );
+            match result {
+                Ok(size) => {
+                    println!("wrote {} ({size})", args.output.display());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error),
+            }
+        }
+        Command::Run(args) => run(args),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let cluster = match Cluster::init() {
+        Ok(cluster) => cluster,
+        Err(error) => return fail(&error),
+    };
+    let options = RunOptions {
+        input: args.input,
+        output: args.output,
+        style: args.style.style,
+        scale: args.style.scale,
+        limit: args.limit,
+        crf: args.crf,
+        pix_fmt: args.pix_fmt,
+        chunk_frames: args.chunk_frames,
+        threads: args.style.threads,
+    };
+    match job::run(&options, &cluster) {
+        Ok(Some(summary)) => {
+            println!(
+                "wrote {}: {} frames in {:.1} s ({:.2} frames/s on {} rank(s))",
+                summary.output.display(),
+                summary.frames,
+                summary.seconds,
+                summary.frames_per_second,
+                summary.ranks
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(JobError::ReportedByRoot) => ExitCode::FAILURE,
+        Err(error) => {
+            let code = fail(&error);
+            if matches!(error, JobError::DuringRun(_)) && cluster.size() > 1 {
+                // Other ranks may be blocked sending or receiving frames: end them all.
+                cluster.abort(1);
+            }
+            code
+        }
+    }
+}
+
+fn fail(error: &dyn std::error::Error) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
+}

@@ -39,17 +39,29 @@ pub const SHIPPED: [ShippedStyle; 5] = [
     },
 ];
 
-/// Loads `--style`: a shipped style's name, or else the path of a weights file.
-pub fn load_style(style: &str) -> Result<TransformerNet, ModelError> {
+/// The bytes of `--style`'s weights: a shipped style's, or the file's, to send to other ranks.
+pub fn style_bytes(style: &str) -> Result<Vec<u8>, ModelError> {
     if let Some(shipped) = SHIPPED.iter().find(|s| s.name == style) {
-        return TransformerNet::from_bytes(shipped.weights, &format!("shipped style {style}"));
+        return Ok(shipped.weights.to_vec());
     }
     let path = Path::new(style);
-    if path.exists() {
-        return TransformerNet::load(path);
+    if !path.exists() {
+        return Err(unknown(style));
     }
-    Err(ModelError::UnknownStyle {
+    std::fs::read(path).map_err(|source| ModelError::Io {
+        path: style.to_string(),
+        source,
+    })
+}
+
+fn unknown(style: &str) -> ModelError {
+    ModelError::UnknownStyle {
         name: style.to_string(),
         known: SHIPPED.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
-    })
+    }
+}
+
+/// Loads `--style`: a shipped style's name, or else the path of a weights file.
+pub fn load_style(style: &str) -> Result<TransformerNet, ModelError> {
+    TransformerNet::from_bytes(&style_bytes(style)?, style)
 }

@@ -1,0 +1,126 @@
+//! MPI: the world of ranks, their roles (rank 0 coordinates and also computes), broadcasting the
+//! plan, and moving frames between ranks. All data moves over MPI; no shared filesystem is
+//! assumed. Run without a launcher, the same code is a world of one rank.
+//!
+//! Frames are sent from several threads of rank 0 at once (a feeder and a collector per
+//! remote rank), so MPI is initialised with `MPI_THREAD_MULTIPLE`; each thread takes its own
+//! handle on the world communicator.
+
+use crate::frame::{Frame, FrameSize};
+use mpi::environment::Universe;
+use mpi::point_to_point::{Destination, Source};
+use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::traits::Root;
+use mpi::Threading;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("MPI could not be initialised; check the MPI installation (OpenMPI: `apt-get install openmpi-bin`) and the launcher's environment")]
+    Init,
+    #[error("the MPI library only supports {0:?} threading, stylemill needs MPI_THREAD_MULTIPLE; use an MPI built with thread support (OpenMPI 4 and later are)")]
+    Threading(Threading),
+    #[error("rank {rank} failed: {cause}")]
+    RankFailed { rank: usize, cause: String },
+    #[error("rank {rank} sent {got} bytes for a frame of {size} ({expected} bytes); all ranks must run the same stylemill version")]
+    BadFrame {
+        rank: usize,
+        got: usize,
+        expected: usize,
+        size: FrameSize,
+    },
+}
+
+/// Message tags.
+const TAG_FRAME: i32 = 1;
+const TAG_FAILURE: i32 = 2;
+
+/// The MPI world this process belongs to.
+pub struct Cluster {
+    _universe: Universe,
+    rank: usize,
+    size: usize,
+}
+
+pub const ROOT: usize = 0;
+
+fn world() -> SimpleCommunicator {
+    SimpleCommunicator::world()
+}
+
+impl Cluster {
+    pub fn init() -> Result<Cluster, ClusterError> {
+        let (universe, threading) =
+            mpi::initialize_with_threading(Threading::Multiple).ok_or(ClusterError::Init)?;
+        if threading != Threading::Multiple {
+            return Err(ClusterError::Threading(threading));
+        }
+        let world = universe.world();
+        Ok(Cluster {
+            rank: world.rank() as usize,
+            size: world.size() as usize,
+            _universe: universe,
+        })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.rank == ROOT
+    }
+
+    /// Rank 0 passes `Some(bytes)`, every other rank `None`; all get rank 0's bytes.
+    pub fn broadcast(&self, payload: Option<Vec<u8>>) -> Vec<u8> {
+        let world = world();
+        let root = world.process_at_rank(ROOT as i32);
+        let mut length = payload.as_ref().map_or(0, |p| p.len() as u64);
+        root.broadcast_into(&mut length);
+        let mut buffer = payload.unwrap_or_else(|| vec![0; length as usize]);
+        root.broadcast_into(&mut buffer[..]);
+        buffer
+    }
+
+    /// Ends every rank of the job now (after the caller has reported the error and cleaned up).
+    pub fn abort(&self, code: i32) -> ! {
+        world().abort(code)
+    }
+}
+
+/// Sends a frame's pixels to `rank`.
+pub fn send_frame(rank: usize, frame: &Frame) {
+    world()
+        .process_at_rank(rank as i32)
+        .send_with_tag(&frame.data[..], TAG_FRAME);
+}
+
+/// Tells `rank` that this rank failed, and why.
+pub fn send_failure(rank: usize, cause: &str) {
+    world()
+        .process_at_rank(rank as i32)
+        .send_with_tag(cause.as_bytes(), TAG_FAILURE);
+}
+
+/// Receives the next frame of `size` from `rank`, or the failure it reported.
+pub fn receive_frame(rank: usize, size: FrameSize) -> Result<Frame, ClusterError> {
+    let (data, status) = world().process_at_rank(rank as i32).receive_vec::<u8>();
+    if status.tag() == TAG_FAILURE {
+        return Err(ClusterError::RankFailed {
+            rank,
+            cause: String::from_utf8_lossy(&data).into_owned(),
+        });
+    }
+    if data.len() != size.rgb_bytes() {
+        return Err(ClusterError::BadFrame {
+            rank,
+            got: data.len(),
+            expected: size.rgb_bytes(),
+            size,
+        });
+    }
+    Ok(Frame::new(size, data))
+}

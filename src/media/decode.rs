@@ -1,0 +1,98 @@
+//! Decoding a contiguous range of frames of the input's video stream as RGB8, streamed one frame
+//! at a time (never the whole video in memory), optionally resized for `--scale`.
+
+use super::probe::VideoInfo;
+use super::{error_lines, file_url, summarize, MediaError};
+use crate::frame::{Frame, FrameSize};
+use ffmpeg_sidecar::child::FfmpegChild;
+use ffmpeg_sidecar::command::FfmpegCommand;
+use ffmpeg_sidecar::event::FfmpegEvent;
+use ffmpeg_sidecar::iter::FfmpegIterator;
+
+/// An ffmpeg process producing frames `start..start + count` of the input.
+pub struct Decoder {
+    child: FfmpegChild,
+    events: FfmpegIterator,
+    size: FrameSize,
+    remaining: usize,
+    errors: Vec<String>,
+    path: String,
+}
+
+impl Decoder {
+    /// Starts decoding `count` frames from frame `start`, resized to `size` if it differs.
+    pub fn open(info: &VideoInfo, start: usize, count: usize, size: FrameSize) -> Result<Decoder, MediaError> {
+        // Frames before `start` are decoded and dropped: frame-exact whatever the codec's
+        // keyframe layout or the container's timestamps.
+        let mut filters = vec![format!("trim=start_frame={start}:end_frame={}", start + count)];
+        if size != info.size {
+            filters.push(format!("scale={}:{}:flags=lanczos", size.width, size.height));
+        }
+        let mut child = FfmpegCommand::new()
+            .hide_banner()
+            .args(["-xerror", "-nostdin"])
+            .input(file_url(&info.path))
+            .map(format!("0:{}", info.video_stream))
+            .filter(filters.join(","))
+            .fps_mode("passthrough")
+            .rawvideo()
+            .spawn()
+            .map_err(|source| MediaError::Spawn {
+                program: "ffmpeg",
+                source,
+            })?;
+        let events = child.iter().map_err(|e| MediaError::Ffmpeg {
+            doing: "starting the decoder".into(),
+            detail: e.to_string(),
+        })?;
+        Ok(Decoder {
+            child,
+            events,
+            size,
+            remaining: count,
+            errors: Vec::new(),
+            path: info.path.display().to_string(),
+        })
+    }
+
+    /// The next frame, or `None` after the last one of the range.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, MediaError> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        for event in self.events.by_ref() {
+            match event {
+                FfmpegEvent::OutputFrame(frame) => {
+                    if frame.data.len() != self.size.rgb_bytes() {
+                        return Err(MediaError::Ffmpeg {
+                            doing: "decoding".into(),
+                            detail: format!("got a frame of {}x{}", frame.width, frame.height),
+                        });
+                    }
+                    self.remaining -= 1;
+                    return Ok(Some(Frame::new(self.size, frame.data)));
+                }
+                other => self.errors.extend(error_lines(std::iter::once(other))),
+            }
+        }
+        let _ = self.child.wait();
+        Err(MediaError::Corrupt {
+            path: self.path.clone(),
+            detail: if self.errors.is_empty() {
+                format!("the video ended {} frames early", self.remaining)
+            } else {
+                summarize(&self.errors)
+            },
+        })
+    }
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        if self.remaining > 0 {
+            let _ = self.child.kill();
+        }
+        self.events.by_ref().for_each(drop);
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,102 @@
+//! ffmpeg: probing inputs, decoding frame ranges, encoding chunks of stylized frames and
+//! assembling the output with the input's audio. The system ffmpeg is driven through
+//! ffmpeg-sidecar; nothing is downloaded.
+
+pub mod decode;
+pub mod encode;
+pub mod output;
+pub mod probe;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("{program} was not found on PATH; install ffmpeg (Debian/Ubuntu: `apt-get install ffmpeg`, macOS: `brew install ffmpeg`) and try again")]
+    FfmpegMissing { program: &'static str },
+    #[error("input video {path} does not exist; check the path")]
+    InputMissing { path: String },
+    #[error("{path} is not a video ffmpeg can read ({detail}); pass an MP4, MOV, MKV, WebM or AVI file")]
+    NotAVideo { path: String, detail: String },
+    #[error("{path} has no video stream; pass a file that contains video")]
+    NoVideoStream { path: String },
+    #[error("{path} has a video stream with no frames; pass a video with at least one frame")]
+    ZeroFrames { path: String },
+    #[error("{path} is truncated or corrupt: the decoder failed ({detail}); re-download the file or re-encode it with ffmpeg")]
+    Corrupt { path: String, detail: String },
+    #[error("output {path}: {problem}")]
+    Output { path: String, problem: String },
+    #[error("ffmpeg failed while {doing} ({detail}); run with RUST_LOG=debug to see its command line")]
+    Ffmpeg { doing: String, detail: String },
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// An exact frame rate such as 30000/1001, never rounded to a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rational {
+    pub num: u64,
+    pub den: u64,
+}
+
+impl Rational {
+    /// Parses ffprobe's "30000/1001"; `None` for 0/0 or malformed text.
+    pub fn parse(text: &str) -> Option<Rational> {
+        let (num, den) = text.split_once('/')?;
+        let (num, den): (u64, u64) = (num.trim().parse().ok()?, den.trim().parse().ok()?);
+        (num > 0 && den > 0).then_some(Rational { num, den })
+    }
+
+    pub fn as_f64(self) -> f64 {
+        self.num as f64 / self.den as f64
+    }
+}
+
+impl std::fmt::Display for Rational {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.num, self.den)
+    }
+}
+
+/// A local path as an ffmpeg URL: the `file:` protocol keeps a name such as `a:b.mp4` or
+/// `-x.mp4` from being read as another protocol or an option.
+pub(crate) fn file_url(path: &std::path::Path) -> std::ffi::OsString {
+    let mut url = std::ffi::OsString::from("file:");
+    url.push(path.as_os_str());
+    url
+}
+
+/// Fails with a clear message when ffmpeg or ffprobe is not installed.
+pub fn require_ffmpeg() -> Result<(), MediaError> {
+    if !ffmpeg_sidecar::command::ffmpeg_is_installed() {
+        return Err(MediaError::FfmpegMissing { program: "ffmpeg" });
+    }
+    if !ffmpeg_sidecar::ffprobe::ffprobe_is_installed() {
+        return Err(MediaError::FfmpegMissing { program: "ffprobe" });
+    }
+    Ok(())
+}
+
+/// Runs an ffmpeg command to completion, draining its events; returns its error-level log lines.
+/// ffmpeg stalls if its output pipes fill, so every event is consumed.
+pub(crate) fn error_lines(events: impl Iterator<Item = ffmpeg_sidecar::event::FfmpegEvent>) -> Vec<String> {
+    use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
+    events
+        .filter_map(|event| match event {
+            FfmpegEvent::Log(LogLevel::Error | LogLevel::Fatal, line) => Some(line),
+            FfmpegEvent::Error(line) => Some(line),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first few error lines, joined for a one-sentence message.
+pub(crate) fn summarize(lines: &[String]) -> String {
+    let mut summary: Vec<&str> = lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()).take(2).collect();
+    if summary.is_empty() {
+        summary.push("no message");
+    }
+    summary.join("; ")
+}

@@ -1,0 +1,102 @@
+//! Where outputs are written. Everything is staged in a hidden directory beside the output and
+//! only moved into place (a rename on the same filesystem) once complete, so a failed or
+//! interrupted run never leaves a half-written file where the user expects a finished one.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("output directory {dir} does not exist; create it first or choose another output path")]
+    MissingDirectory { dir: String },
+    #[error("cannot write in output directory {dir}: {source}; check its permissions and free space")]
+    Unwritable { dir: String, source: std::io::Error },
+    #[error("output {output} is the input file; choose a different output path")]
+    OutputIsInput { output: String },
+    #[error("cannot move the finished output to {target}: {source}")]
+    Publish { target: String, source: std::io::Error },
+}
+
+/// A staging directory for one output; removed with everything in it unless published.
+pub struct Staging {
+    dir: tempfile::TempDir,
+    target_dir: PathBuf,
+}
+
+/// The directory an output path writes into (`.` for a bare file name).
+pub fn output_directory(output: &Path) -> PathBuf {
+    match output.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Refuses an output that would overwrite the input.
+pub fn check_not_input(output: &Path, input: &Path) -> Result<(), StorageError> {
+    let resolved_output = output_directory(output)
+        .canonicalize()
+        .ok()
+        .zip(output.file_name())
+        .map(|(dir, name)| dir.join(name));
+    if resolved_output.is_some() && resolved_output == input.canonicalize().ok() {
+        return Err(StorageError::OutputIsInput {
+            output: output.display().to_string(),
+        });
+    }
+    Ok(())
+}
+
+impl Staging {
+    /// Creates the staging directory beside `output`.
+    pub fn beside(output: &Path) -> Result<Staging, StorageError> {
+        let target_dir = output_directory(output);
+        if !target_dir.is_dir() {
+            return Err(StorageError::MissingDirectory {
+                dir: target_dir.display().to_string(),
+            });
+        }
+        let dir = tempfile::Builder::new()
+            .prefix(".stylemill-staging-")
+            .tempdir_in(&target_dir)
+            .map_err(|source| StorageError::Unwritable {
+                dir: target_dir.display().to_string(),
+                source,
+            })?;
+        Ok(Staging { dir, target_dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Moves the staged file `name` to `target`, replacing any previous file there.
+    pub fn publish_file(self, name: &str, target: &Path) -> Result<(), StorageError> {
+        std::fs::rename(self.dir.path().join(name), target).map_err(|source| StorageError::Publish {
+            target: target.display().to_string(),
+            source,
+        })
+    }
+
+    /// Moves every staged file whose name `keep` accepts into the output directory.
+    pub fn publish_all(self, keep: impl Fn(&str) -> bool) -> Result<usize, StorageError> {
+        let unwritable = |source| StorageError::Unwritable {
+            dir: self.dir.path().display().to_string(),
+            source,
+        };
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
+            .map_err(unwritable)?
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| keep(name))
+            .collect();
+        names.sort();
+        for name in &names {
+            let target = self.target_dir.join(name);
+            std::fs::rename(self.dir.path().join(name), &target).map_err(|source| {
+                StorageError::Publish {
+                    target: target.display().to_string(),
+                    source,
+                }
+            })?;
+        }
+        Ok(names.len())
+    }
+}
