@@ -3,10 +3,10 @@
 //! The binary (`src/main.rs`) only parses the command line; everything it does lives here so
 //! that tests and benchmarks drive the same code.
 
+pub mod cluster;
 pub mod engine;
 pub mod frame;
-pub mod model;
-pub mod media;
-pub mod storage;
-pub mod cluster;
 pub mod job;
+pub mod media;
+pub mod model;
+pub mod storage;

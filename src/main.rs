@@ -8,7 +8,11 @@ use stylemill::job::{self, JobError, RunOptions};
 use stylemill::model::styles::SHIPPED;
 
 #[derive(Parser)]
-#[command(name = "stylemill", version, about = "Neural style transfer for every frame of a video, across MPI ranks")]
+#[command(
+    name = "stylemill",
+    version,
+    about = "Neural style transfer for every frame of a video, across MPI ranks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_target(false)
         .init();
+    stylemill::storage::clean_up_on_termination();
     match Cli::parse().command {
         Command::Styles => {
             for style in &SHIPPED {

@@ -1,15 +1,14 @@
-//! The CPU engine against the PyTorch golden vectors, for every case of shared/golden, with the
+//! The CPU engine against the PyTorch golden vectors, for every case of tests/fixtures/golden, with the
 //! shipped F16 weights, the same weights widened to F32, and the PyTorch checkpoint fixtures.
 
 mod common;
 
-use common::{read_f32, read_png, shared};
-use std::collections::BTreeMap;
+use common::{fixtures, read_f32, read_png, shipped_tensors, write_safetensors};
 use stylemill::engine::cpu::conv::Isa;
 use stylemill::engine::cpu::CpuEngine;
 use stylemill::engine::{quantize, Engine};
 use stylemill::model::styles::load_style;
-use stylemill::model::{Tensor, TransformerNet};
+use stylemill::model::TransformerNet;
 
 #[derive(serde::Deserialize)]
 struct Manifest {
@@ -25,13 +24,13 @@ struct Case {
 }
 
 fn manifest() -> Manifest {
-    let text = std::fs::read_to_string(shared().join("golden/manifest.json")).unwrap();
+    let text = std::fs::read_to_string(fixtures().join("golden/manifest.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
 /// Max abs difference <= 0.01 and at least 99.9% of 8-bit pixels equal, as golden/README says.
 fn assert_matches_golden(engine: &mut dyn Engine, case: &Case) {
-    let dir = shared().join("golden");
+    let dir = fixtures().join("golden");
     let frame = read_png(&dir.join(&case.input));
     let output = engine.forward(&frame).unwrap();
     let expected = read_f32(&dir.join(&case.output_f32));
@@ -55,7 +54,11 @@ fn assert_matches_golden(engine: &mut dyn Engine, case: &Case) {
         .filter(|(a, b)| a == b)
         .count();
     let fraction = equal as f64 / ours.len() as f64;
-    assert!(fraction >= 0.999, "{}: only {fraction} of 8-bit values equal", case.output_png);
+    assert!(
+        fraction >= 0.999,
+        "{}: only {fraction} of 8-bit values equal",
+        case.output_png
+    );
 }
 
 #[test]
@@ -74,37 +77,12 @@ fn portable_kernels_match_the_golden_vectors_too() {
     }
 }
 
-/// Writes a safetensors file of the network's tensors in F32.
-fn write_f32_safetensors(net_style: &str, path: &std::path::Path) {
-    let bytes = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models/{net_style}.safetensors")),
-    )
-    .unwrap();
-    let tensors: BTreeMap<String, Tensor> =
-        stylemill::model::safetensors_file::read(&bytes, "test").unwrap();
-    let raw: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
-        .into_iter()
-        .map(|(k, t)| (k, t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape))
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = raw
-        .iter()
-        .map(|(k, data, shape)| {
-            (
-                k.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                    .unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize_to_file(views, &None, path).unwrap();
-}
-
 #[test]
 fn f32_weights_match_the_golden_vectors() {
     let dir = tempfile::tempdir().unwrap();
     for style in ["candy", "udnie"] {
         let path = dir.path().join(format!("{style}_f32.safetensors"));
-        write_f32_safetensors(style, &path);
+        write_safetensors(&shipped_tensors(style), &path);
         let net = TransformerNet::load(&path).unwrap();
         for case in manifest().cases.iter().filter(|c| c.style == style) {
             assert_matches_golden(&mut CpuEngine::new(&net, None), case);
@@ -114,12 +92,13 @@ fn f32_weights_match_the_golden_vectors() {
 
 #[test]
 fn pytorch_checkpoints_give_the_same_output_as_udnie_safetensors() {
-    let frame = read_png(&shared().join("golden/synthetic_67x53.png"));
+    let frame = read_png(&fixtures().join("golden/synthetic_67x53.png"));
     let reference = CpuEngine::new(&load_style("udnie").unwrap(), None)
         .forward(&frame)
         .unwrap();
     for fixture in ["udnie_zip.pth", "udnie_legacy.pth"] {
-        let net = TransformerNet::load(&shared().join("models/pth-fixtures").join(fixture)).unwrap();
+        let net =
+            TransformerNet::load(&fixtures().join("models/pth-fixtures").join(fixture)).unwrap();
         let output = CpuEngine::new(&net, None).forward(&frame).unwrap();
         assert_eq!(output, reference, "{fixture}");
     }

@@ -1,6 +1,7 @@
 //! MPI: the world of ranks, their roles (rank 0 coordinates and also computes), broadcasting the
 //! plan, and moving frames between ranks. All data moves over MPI; no shared filesystem is
-//! assumed. Run without a launcher, the same code is a world of one rank.
+//! assumed. Started without an MPI launcher, the process is a world of one rank and MPI is not
+//! initialised at all, so a laptop run does not depend on the MPI runtime's daemons.
 //!
 //! Frames are sent from several threads of rank 0 at once (a feeder and a collector per
 //! remote rank), so MPI is initialised with `MPI_THREAD_MULTIPLE`; each thread takes its own
@@ -36,9 +37,28 @@ const TAG_FAILURE: i32 = 2;
 
 /// The MPI world this process belongs to.
 pub struct Cluster {
-    _universe: Universe,
+    /// `None` when started without a launcher.
+    universe: Option<Universe>,
     rank: usize,
     size: usize,
+}
+
+/// Environment variables that MPI launchers (mpirun/mpiexec of OpenMPI, MPICH, Intel MPI,
+/// MVAPICH, and srun through PMI or PMIx) set for the processes they start.
+const LAUNCHER_VARIABLES: [&str; 6] = [
+    "OMPI_COMM_WORLD_SIZE",
+    "PMIX_RANK",
+    "PMI_RANK",
+    "PMI_SIZE",
+    "MPI_LOCALNRANKS",
+    "MV2_COMM_WORLD_SIZE",
+];
+
+/// Whether an MPI launcher started this process.
+pub fn launched_by_mpi() -> bool {
+    LAUNCHER_VARIABLES
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
 }
 
 pub const ROOT: usize = 0;
@@ -49,6 +69,14 @@ fn world() -> SimpleCommunicator {
 
 impl Cluster {
     pub fn init() -> Result<Cluster, ClusterError> {
+        if !launched_by_mpi() {
+            log::debug!("no MPI launcher: running as a single rank");
+            return Ok(Cluster {
+                universe: None,
+                rank: ROOT,
+                size: 1,
+            });
+        }
         let (universe, threading) =
             mpi::initialize_with_threading(Threading::Multiple).ok_or(ClusterError::Init)?;
         if threading != Threading::Multiple {
@@ -58,7 +86,7 @@ impl Cluster {
         Ok(Cluster {
             rank: world.rank() as usize,
             size: world.size() as usize,
-            _universe: universe,
+            universe: Some(universe),
         })
     }
 
@@ -76,6 +104,9 @@ impl Cluster {
 
     /// Rank 0 passes `Some(bytes)`, every other rank `None`; all get rank 0's bytes.
     pub fn broadcast(&self, payload: Option<Vec<u8>>) -> Vec<u8> {
+        if self.universe.is_none() {
+            return payload.expect("the only rank is rank 0");
+        }
         let world = world();
         let root = world.process_at_rank(ROOT as i32);
         let mut length = payload.as_ref().map_or(0, |p| p.len() as u64);
@@ -87,6 +118,9 @@ impl Cluster {
 
     /// Ends every rank of the job now (after the caller has reported the error and cleaned up).
     pub fn abort(&self, code: i32) -> ! {
+        if self.universe.is_none() {
+            std::process::exit(code);
+        }
         world().abort(code)
     }
 }

@@ -8,7 +8,7 @@ use crate::model::MIN_FRAME_SIDE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("frames of {size} are too small for the style network, which needs at least {min}x{min} pixels; use a larger input or a larger --scale")]
+    #[error("frames of {size} are too small for the style network, which needs at least {min}x{min} pixels; use a larger input, or a smaller --scale or none")]
     FrameTooSmall { size: FrameSize, min: usize },
 }
 

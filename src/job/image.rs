@@ -44,7 +44,11 @@ pub fn stylize_image(
     );
     check_frame_size(size)?;
     let rgb = decoded
-        .resize_exact(size.width as u32, size.height as u32, image::imageops::FilterType::Lanczos3)
+        .resize_exact(
+            size.width as u32,
+            size.height as u32,
+            image::imageops::FilterType::Lanczos3,
+        )
         .to_rgb8();
     let mut engine = CpuEngine::new(&net, threads);
     let stylized = engine.stylize(&Frame::new(size, rgb.into_raw()))?;

@@ -32,7 +32,9 @@ pub enum JobError {
     ImageRead { path: String, detail: String },
     #[error("cannot write image {path}: {detail}; use a .png or .jpg output path")]
     ImageWrite { path: String, detail: String },
-    #[error("--scale {0} is not a positive number; use for example --scale 2 to halve the frame size")]
+    #[error(
+        "--scale {0} is not a positive number; use for example --scale 2 to halve the frame size"
+    )]
     BadScale(f64),
     #[error("--limit 0 stylizes nothing; give a positive number of frames or leave it out")]
     ZeroLimit,

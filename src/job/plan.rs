@@ -88,9 +88,24 @@ mod tests {
 
     #[test]
     fn scale_divides_the_size_like_content_scale() {
-        let size = FrameSize { width: 320, height: 240 };
-        assert_eq!(scaled_size(size, Some(2.0)), FrameSize { width: 160, height: 120 });
-        assert_eq!(scaled_size(size, Some(3.0)), FrameSize { width: 106, height: 80 });
+        let size = FrameSize {
+            width: 320,
+            height: 240,
+        };
+        assert_eq!(
+            scaled_size(size, Some(2.0)),
+            FrameSize {
+                width: 160,
+                height: 120
+            }
+        );
+        assert_eq!(
+            scaled_size(size, Some(3.0)),
+            FrameSize {
+                width: 106,
+                height: 80
+            }
+        );
         assert_eq!(scaled_size(size, None), size);
     }
 }

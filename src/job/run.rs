@@ -68,7 +68,8 @@ pub fn run(options: &RunOptions, cluster: &Cluster) -> Result<Option<RunSummary>
             .map(Some)
             .map_err(JobError::during_run)
     } else {
-        let setup: Setup = serde_json::from_slice(&cluster.broadcast(None)).expect("rank 0 sends a valid plan");
+        let setup: Setup =
+            serde_json::from_slice(&cluster.broadcast(None)).expect("rank 0 sends a valid plan");
         let plan = setup.plan.ok_or(JobError::ReportedByRoot)?;
         let weights = cluster.broadcast(None);
         let net = TransformerNet::from_bytes(&weights, &options.style)?;
@@ -114,14 +115,20 @@ fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
     let size = scaled_size(info.size, options.scale);
     check_frame_size(size)?;
     output.fit_to_size(size.width, size.height)?;
-    let frames = options.limit.map_or(info.frames, |limit| limit.min(info.frames));
+    let frames = options
+        .limit
+        .map_or(info.frames, |limit| limit.min(info.frames));
     log::info!(
         "{}: {} frames at {} fps, {}{}; stylizing {} frames at {} on {} rank(s)",
         info.path.display(),
         info.frames,
         info.frame_rate,
         info.size,
-        if info.audio.is_empty() { ", no audio" } else { ", with audio" },
+        if info.audio.is_empty() {
+            ", no audio"
+        } else {
+            ", with audio"
+        },
         frames,
         size,
         ranks
@@ -147,14 +154,20 @@ enum Event {
     Failed(JobError),
 }
 
-fn coordinate(prepared: Prepared, engine: Box<dyn Engine>, ranks: usize) -> Result<RunSummary, JobError> {
+fn coordinate(
+    prepared: Prepared,
+    engine: Box<dyn Engine>,
+    ranks: usize,
+) -> Result<RunSummary, JobError> {
     let Prepared { plan, staging, .. } = prepared;
     let plan = Arc::new(plan);
     let (events, received) = sync_channel::<Event>(2 * ranks + 2);
     let mut workers = Vec::new();
     {
         let (plan, events) = (plan.clone(), events.clone());
-        workers.push(std::thread::spawn(move || stylize_local(&plan, engine, &events)));
+        workers.push(std::thread::spawn(move || {
+            stylize_local(&plan, engine, &events)
+        }));
     }
     for rank in 1..ranks {
         if plan.ranges[rank].is_empty() {
@@ -167,7 +180,9 @@ fn coordinate(prepared: Prepared, engine: Box<dyn Engine>, ranks: usize) -> Resu
             }
         }));
         let (collector_plan, collector_events) = (plan.clone(), events.clone());
-        workers.push(std::thread::spawn(move || collect(&collector_plan, rank, &collector_events)));
+        workers.push(std::thread::spawn(move || {
+            collect(&collector_plan, rank, &collector_events)
+        }));
     }
     drop(events);
 
@@ -208,7 +223,9 @@ fn stylize_local(plan: &Plan, mut engine: Box<dyn Engine>, events: &SyncSender<E
         }
         let mut decoder = Decoder::open(&plan.input, range.start, range.len(), plan.size)?;
         for index in range {
-            let frame = decoder.next_frame()?.expect("the decoder yields the whole range or fails");
+            let frame = decoder
+                .next_frame()?
+                .expect("the decoder yields the whole range or fails");
             let frame = engine.stylize(&frame)?;
             if events.send(Event::Stylized { index, frame }).is_err() {
                 break;
@@ -288,7 +305,14 @@ fn publish(plan: &Plan, staging: Staging) -> Result<(), JobError> {
             let name = "output";
             let limited = plan.frames < plan.input.frames;
             let duration = limited.then(|| plan.frames as f64 / plan.input.frame_rate.as_f64());
-            assemble(&plan.output, &plan.input, plan.chunks(), staging.path(), &staging.path().join(name), duration)?;
+            assemble(
+                &plan.output,
+                &plan.input,
+                plan.chunks(),
+                staging.path(),
+                &staging.path().join(name),
+                duration,
+            )?;
             staging.publish_file(name, &plan.output.path)?;
         }
         OutputKind::Images { .. } => {

@@ -21,12 +21,23 @@ pub struct Decoder {
 
 impl Decoder {
     /// Starts decoding `count` frames from frame `start`, resized to `size` if it differs.
-    pub fn open(info: &VideoInfo, start: usize, count: usize, size: FrameSize) -> Result<Decoder, MediaError> {
+    pub fn open(
+        info: &VideoInfo,
+        start: usize,
+        count: usize,
+        size: FrameSize,
+    ) -> Result<Decoder, MediaError> {
         // Frames before `start` are decoded and dropped: frame-exact whatever the codec's
         // keyframe layout or the container's timestamps.
-        let mut filters = vec![format!("trim=start_frame={start}:end_frame={}", start + count)];
+        let mut filters = vec![format!(
+            "trim=start_frame={start}:end_frame={}",
+            start + count
+        )];
         if size != info.size {
-            filters.push(format!("scale={}:{}:flags=lanczos", size.width, size.height));
+            filters.push(format!(
+                "scale={}:{}:flags=lanczos",
+                size.width, size.height
+            ));
         }
         let mut child = FfmpegCommand::new()
             .hide_banner()

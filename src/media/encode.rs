@@ -72,7 +72,10 @@ impl ChunkEncoder {
                     .output(file_url(&staging.join(pattern)));
             }
         }
-        log::debug!("chunk {index}: {:?}", command.get_args().collect::<Vec<_>>());
+        log::debug!(
+            "chunk {index}: {:?}",
+            command.get_args().collect::<Vec<_>>()
+        );
         let mut child = command.spawn().map_err(|source| MediaError::Spawn {
             program: "ffmpeg",
             source,
@@ -104,7 +107,11 @@ impl ChunkEncoder {
     pub fn finish(mut self) -> Result<(), MediaError> {
         drop(self.stdin.take());
         let status = self.child.wait();
-        let errors = self.drain.take().map(|d| d.join().unwrap_or_default()).unwrap_or_default();
+        let errors = self
+            .drain
+            .take()
+            .map(|d| d.join().unwrap_or_default())
+            .unwrap_or_default();
         match status {
             Ok(s) if s.success() => Ok(()),
             _ => Err(MediaError::Ffmpeg {
@@ -117,7 +124,11 @@ impl ChunkEncoder {
     fn failure(&mut self, doing: &str) -> MediaError {
         drop(self.stdin.take());
         let _ = self.child.wait();
-        let errors = self.drain.take().map(|d| d.join().unwrap_or_default()).unwrap_or_default();
+        let errors = self
+            .drain
+            .take()
+            .map(|d| d.join().unwrap_or_default())
+            .unwrap_or_default();
         MediaError::Ffmpeg {
             doing: doing.into(),
             detail: summarize(&errors),
@@ -148,7 +159,9 @@ pub fn assemble(
     let OutputKind::Video { container, .. } = &output.kind else {
         return Ok(());
     };
-    let list: String = (0..chunks).map(|i| format!("file '{}'\n", segment_name(i))).collect();
+    let list: String = (0..chunks)
+        .map(|i| format!("file '{}'\n", segment_name(i)))
+        .collect();
     let list_path: PathBuf = staging.join("chunks.txt");
     std::fs::write(&list_path, list).map_err(|e| MediaError::Output {
         path: list_path.display().to_string(),
@@ -169,17 +182,33 @@ pub fn assemble(
         if container.takes_audio(&audio.codec) {
             command.args([format!("-c:a:{i}"), "copy".into()]);
         } else {
-            log::info!("audio stream {} ({}) is re-encoded to AAC for {:?}", audio.index, audio.codec, container);
-            command.args([format!("-c:a:{i}"), "aac".into(), format!("-b:a:{i}"), AAC_BITRATE.into()]);
+            log::info!(
+                "audio stream {} ({}) is re-encoded to AAC for {:?}",
+                audio.index,
+                audio.codec,
+                container
+            );
+            command.args([
+                format!("-c:a:{i}"),
+                "aac".into(),
+                format!("-b:a:{i}"),
+                AAC_BITRATE.into(),
+            ]);
         }
     }
     if let Some(seconds) = duration {
         command.args(["-t", &format!("{seconds:.6}")]);
     }
-    if matches!(container, super::output::Container::Mp4 | super::output::Container::Mov) {
+    if matches!(
+        container,
+        super::output::Container::Mp4 | super::output::Container::Mov
+    ) {
         command.args(["-movflags", "+faststart"]);
     }
-    command.format(container.muxer()).overwrite().output(file_url(destination));
+    command
+        .format(container.muxer())
+        .overwrite()
+        .output(file_url(destination));
     log::debug!("assemble: {:?}", command.get_args().collect::<Vec<_>>());
     let mut child = command.spawn().map_err(|source| MediaError::Spawn {
         program: "ffmpeg",

@@ -15,7 +15,9 @@ pub enum MediaError {
     FfmpegMissing { program: &'static str },
     #[error("input video {path} does not exist; check the path")]
     InputMissing { path: String },
-    #[error("{path} is not a video ffmpeg can read ({detail}); pass an MP4, MOV, MKV, WebM or AVI file")]
+    #[error(
+        "{path} is not a video ffmpeg can read ({detail}); pass an MP4, MOV, MKV, WebM or AVI file"
+    )]
     NotAVideo { path: String, detail: String },
     #[error("{path} has no video stream; pass a file that contains video")]
     NoVideoStream { path: String },
@@ -25,7 +27,9 @@ pub enum MediaError {
     Corrupt { path: String, detail: String },
     #[error("output {path}: {problem}")]
     Output { path: String, problem: String },
-    #[error("ffmpeg failed while {doing} ({detail}); run with RUST_LOG=debug to see its command line")]
+    #[error(
+        "ffmpeg failed while {doing} ({detail}); run with RUST_LOG=debug to see its command line"
+    )]
     Ffmpeg { doing: String, detail: String },
     #[error("cannot start {program}: {source}")]
     Spawn {
@@ -81,7 +85,9 @@ pub fn require_ffmpeg() -> Result<(), MediaError> {
 
 /// Runs an ffmpeg command to completion, draining its events; returns its error-level log lines.
 /// ffmpeg stalls if its output pipes fill, so every event is consumed.
-pub(crate) fn error_lines(events: impl Iterator<Item = ffmpeg_sidecar::event::FfmpegEvent>) -> Vec<String> {
+pub(crate) fn error_lines(
+    events: impl Iterator<Item = ffmpeg_sidecar::event::FfmpegEvent>,
+) -> Vec<String> {
     use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
     events
         .filter_map(|event| match event {
@@ -92,11 +98,31 @@ pub(crate) fn error_lines(events: impl Iterator<Item = ffmpeg_sidecar::event::Ff
         .collect()
 }
 
-/// The first few error lines, joined for a one-sentence message.
+/// An ffmpeg log line without its `[h264 @ 0x55d1c8] [error]` prefixes, `file:` URL scheme and
+/// trailing period.
+fn clean(line: &str) -> String {
+    let mut rest = line.trim();
+    while rest.starts_with('[') {
+        match rest.find("] ") {
+            Some(end) => rest = rest[end + 2..].trim_start(),
+            None => break,
+        }
+    }
+    rest.trim_start_matches("file:")
+        .trim_end_matches('.')
+        .to_string()
+}
+
+/// The first distinct error lines, cleaned and joined for a one-sentence message.
 pub(crate) fn summarize(lines: &[String]) -> String {
-    let mut summary: Vec<&str> = lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()).take(2).collect();
+    let mut summary: Vec<String> = Vec::new();
+    for line in lines.iter().map(|l| clean(l)).filter(|l| !l.is_empty()) {
+        if !summary.contains(&line) && summary.len() < 2 {
+            summary.push(line);
+        }
+    }
     if summary.is_empty() {
-        summary.push("no message");
+        summary.push("no message".into());
     }
     summary.join("; ")
 }

@@ -28,7 +28,8 @@ impl Container {
             Container::Mkv => true,
             Container::Mp4 => matches!(codec, "aac" | "mp3" | "ac3" | "eac3" | "alac"),
             Container::Mov => {
-                matches!(codec, "aac" | "mp3" | "ac3" | "eac3" | "alac") || codec.starts_with("pcm_")
+                matches!(codec, "aac" | "mp3" | "ac3" | "eac3" | "alac")
+                    || codec.starts_with("pcm_")
             }
         }
     }
@@ -59,9 +60,10 @@ fn needs_even_size(pix_fmt: &str) -> bool {
 
 /// Whether a file name is a frame pattern such as `%06d.png` or `frame_%d.png`.
 fn is_frame_pattern(name: &str) -> bool {
-    name.split('%')
-        .skip(1)
-        .any(|rest| rest.trim_start_matches(|c: char| c.is_ascii_digit()).starts_with('d'))
+    name.split('%').skip(1).any(|rest| {
+        rest.trim_start_matches(|c: char| c.is_ascii_digit())
+            .starts_with('d')
+    })
 }
 
 impl OutputSpec {
@@ -71,10 +73,9 @@ impl OutputSpec {
             path: path.display().to_string(),
             problem,
         };
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| problem("it has no file name; give a file such as out.mp4 or frames/%06d.png".into()))?;
+        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            problem("it has no file name; give a file such as out.mp4 or frames/%06d.png".into())
+        })?;
         let extension = Path::new(name)
             .extension()
             .and_then(|e| e.to_str())
@@ -104,7 +105,9 @@ impl OutputSpec {
             }
         };
         if crf > 51 {
-            return Err(problem(format!("--crf {crf} is out of range; use 0 (lossless) to 51")));
+            return Err(problem(format!(
+                "--crf {crf} is out of range; use 0 (lossless) to 51"
+            )));
         }
         Ok(OutputSpec {
             path: path.to_path_buf(),

@@ -77,10 +77,15 @@ pub fn probe(path: &Path) -> Result<VideoInfo, MediaError> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let not_a_video = |detail: &str| MediaError::NotAVideo {
         path: shown.clone(),
-        detail: detail.trim().trim_start_matches(&format!("{shown}: ")).to_string(),
+        detail: detail
+            .trim()
+            .trim_start_matches(&format!("{shown}: "))
+            .to_string(),
     };
     if !output.status.success() {
-        return Err(not_a_video(stderr.lines().last().unwrap_or("ffprobe failed")));
+        return Err(not_a_video(
+            stderr.lines().last().unwrap_or("ffprobe failed"),
+        ));
     }
     let probed: ProbeOutput = serde_json::from_slice(&output.stdout)
         .map_err(|e| not_a_video(&format!("unreadable ffprobe output: {e}")))?;
@@ -88,7 +93,9 @@ pub fn probe(path: &Path) -> Result<VideoInfo, MediaError> {
         .streams
         .iter()
         .find(|s| s.codec_type.as_deref() == Some("video") && s.disposition.attached_pic == 0)
-        .ok_or_else(|| MediaError::NoVideoStream { path: shown.clone() })?;
+        .ok_or_else(|| MediaError::NoVideoStream {
+            path: shown.clone(),
+        })?;
     let size = match (video.width, video.height) {
         (Some(width), Some(height)) if width > 0 && height > 0 => FrameSize { width, height },
         _ => return Err(not_a_video("the video stream has no frame size")),
@@ -108,9 +115,6 @@ pub fn probe(path: &Path) -> Result<VideoInfo, MediaError> {
         })
         .collect();
     let frames = count_frames(path, video.index)?;
-    if frames == 0 {
-        return Err(MediaError::ZeroFrames { path: shown });
-    }
     Ok(VideoInfo {
         path: path.to_path_buf(),
         video_stream: video.index,
@@ -154,6 +158,11 @@ fn count_frames(path: &Path, stream: usize) -> Result<usize, MediaError> {
         program: "ffmpeg",
         source,
     })?;
+    if frames == 0 {
+        return Err(MediaError::ZeroFrames {
+            path: path.display().to_string(),
+        });
+    }
     if !status.success() || !errors.is_empty() {
         return Err(MediaError::Corrupt {
             path: path.display().to_string(),

@@ -43,7 +43,9 @@ pub enum ModelError {
         key: String,
         dtype: String,
     },
-    #[error("weights file {path}: tensor `{key}` contains NaN or infinite values; the file is corrupt")]
+    #[error(
+        "weights file {path}: tensor `{key}` contains NaN or infinite values; the file is corrupt"
+    )]
     NonFinite { path: String, key: String },
     #[error("unknown style `{name}`: the shipped styles are {known}; or pass the path of a .safetensors or .pth weights file")]
     UnknownStyle { name: String, known: String },
@@ -128,7 +130,13 @@ const CONVS: [(&str, usize, usize, usize, usize, bool); 6] = [
     ("deconv2", 64, 32, 3, 1, true),
     ("deconv3", 32, 3, 9, 1, false),
 ];
-const NORMS: [(&str, usize); 5] = [("in1", 32), ("in2", 64), ("in3", 128), ("in4", 64), ("in5", 32)];
+const NORMS: [(&str, usize); 5] = [
+    ("in1", 32),
+    ("in2", 64),
+    ("in3", 128),
+    ("in4", 64),
+    ("in5", 32),
+];
 const RESIDUAL_BLOCKS: usize = 5;
 const RESIDUAL_CHANNELS: usize = 128;
 
@@ -144,7 +152,12 @@ pub fn expected_tensors() -> Vec<(String, Vec<usize>)> {
     }
     for block in 1..=RESIDUAL_BLOCKS {
         for conv_index in 1..=2 {
-            conv(format!("res{block}.conv{conv_index}"), RESIDUAL_CHANNELS, RESIDUAL_CHANNELS, 3);
+            conv(
+                format!("res{block}.conv{conv_index}"),
+                RESIDUAL_CHANNELS,
+                RESIDUAL_CHANNELS,
+                3,
+            );
         }
     }
     let mut norm = |name: String, c: usize| {
@@ -209,7 +222,10 @@ impl TransformerNet {
                 });
             }
         }
-        if let Some(extra) = tensors.keys().find(|k| !expected.iter().any(|(e, _)| e == *k)) {
+        if let Some(extra) = tensors
+            .keys()
+            .find(|k| !expected.iter().any(|(e, _)| e == *k))
+        {
             return Err(ModelError::UnexpectedKey {
                 path: origin.to_string(),
                 key: extra.clone(),

@@ -19,7 +19,10 @@ pub enum Value {
     Dict(Vec<(Value, Value)>),
     Global(Global),
     /// A storage reference from a persistent id: (storage class, key).
-    Storage { class: String, key: String },
+    Storage {
+        class: String,
+        key: String,
+    },
     Tensor(TensorRef),
     Mark,
 }
@@ -44,7 +47,12 @@ pub struct TensorRef {
 }
 
 fn global(module: &str, name: &str) -> Result<Global, String> {
-    const STORAGES: [&str; 4] = ["FloatStorage", "HalfStorage", "BFloat16Storage", "DoubleStorage"];
+    const STORAGES: [&str; 4] = [
+        "FloatStorage",
+        "HalfStorage",
+        "BFloat16Storage",
+        "DoubleStorage",
+    ];
     match (module, name) {
         ("collections", "OrderedDict") => Ok(Global::OrderedDict),
         ("torch._utils", "_rebuild_tensor_v2") => Ok(Global::RebuildTensor),
@@ -54,7 +62,9 @@ fn global(module: &str, name: &str) -> Result<Global, String> {
             .find(|s| **s == storage)
             .map(|s| Global::Storage(s))
             .ok_or_else(|| format!("unsupported tensor storage torch.{storage}")),
-        _ => Err(format!("refusing pickle global {module}.{name}: only tensor dicts are read")),
+        _ => Err(format!(
+            "refusing pickle global {module}.{name}: only tensor dicts are read"
+        )),
     }
 }
 
@@ -95,17 +105,24 @@ impl Machine<'_> {
     }
     fn line(&mut self) -> Result<String, String> {
         let rest = &self.data[self.pos..];
-        let end = rest.iter().position(|&b| b == b'\n').ok_or("pickle ends early")?;
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or("pickle ends early")?;
         let text = String::from_utf8_lossy(&rest[..end]).into_owned();
         self.pos += end + 1;
         Ok(text)
     }
     fn string(&mut self, len: usize) -> Result<Value, String> {
         let bytes = self.take(len)?;
-        Ok(Value::Str(String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())?))
+        Ok(Value::Str(
+            String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())?,
+        ))
     }
     fn pop(&mut self) -> Result<Value, String> {
-        self.stack.pop().ok_or_else(|| "pickle stack underflow".to_string())
+        self.stack
+            .pop()
+            .ok_or_else(|| "pickle stack underflow".to_string())
     }
     fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
         let mark = self
@@ -118,7 +135,9 @@ impl Machine<'_> {
         Ok(items)
     }
     fn top_mut(&mut self) -> Result<&mut Value, String> {
-        self.stack.last_mut().ok_or_else(|| "pickle stack underflow".to_string())
+        self.stack
+            .last_mut()
+            .ok_or_else(|| "pickle stack underflow".to_string())
     }
     fn set_items(&mut self, items: Vec<Value>) -> Result<(), String> {
         let Value::Dict(dict) = self.top_mut()? else {
@@ -356,9 +375,10 @@ fn reduce(callable: Value, args: Value) -> Result<Value, String> {
     };
     match callable {
         Value::Global(Global::OrderedDict) => Ok(Value::Dict(Vec::new())),
-        Value::Global(Global::RebuildParameter) => {
-            args.into_iter().next().ok_or_else(|| "empty parameter".to_string())
-        }
+        Value::Global(Global::RebuildParameter) => args
+            .into_iter()
+            .next()
+            .ok_or_else(|| "empty parameter".to_string()),
         Value::Global(Global::RebuildTensor) => match args.as_slice() {
             [Value::Storage { class, key }, Value::Int(offset), size, stride, ..] => {
                 Ok(Value::Tensor(TensorRef {

@@ -35,9 +35,9 @@ pub fn read(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, Tensor>, Mode
         if key.ends_with(".running_mean") || key.ends_with(".running_var") {
             continue;
         }
-        let storage = storages.get(&tensor.storage_key).ok_or_else(|| {
-            format_error(format!("tensor `{key}` refers to a missing storage"))
-        })?;
+        let storage = storages
+            .get(&tensor.storage_key)
+            .ok_or_else(|| format_error(format!("tensor `{key}` refers to a missing storage")))?;
         let data = materialize(&tensor, storage)
             .ok_or_else(|| format_error(format!("tensor `{key}` reaches outside its storage")))?;
         tensors.insert(
@@ -91,7 +91,9 @@ fn read_zip(bytes: &[u8]) -> Result<(Value, Storages), String> {
         file.read_to_end(&mut buf).map_err(|e| e.to_string())?;
         Ok(buf)
     };
-    if names.contains(&format!("{prefix}byteorder")) && read_entry(&format!("{prefix}byteorder"))? != b"little" {
+    if names.contains(&format!("{prefix}byteorder"))
+        && read_entry(&format!("{prefix}byteorder"))? != b"little"
+    {
         return Err("big-endian checkpoints are not supported".into());
     }
     let (dict, _) = pickle::load(&read_entry(&pickle_name)?)?;
@@ -130,12 +132,18 @@ fn read_legacy(bytes: &[u8]) -> Result<(Value, Storages), String> {
         let Value::Str(key) = key else {
             return Err("storage key is not a string".into());
         };
-        let class = classes.get(&key).ok_or(format!("storage {key} is not used"))?;
+        let class = classes
+            .get(&key)
+            .ok_or(format!("storage {key} is not used"))?;
         let dtype = dtype_of_storage(class).ok_or(format!("unsupported storage {class}"))?;
-        let count_bytes = bytes.get(pos..pos + 8).ok_or("file ends inside a storage")?;
+        let count_bytes = bytes
+            .get(pos..pos + 8)
+            .ok_or("file ends inside a storage")?;
         let count = u64::from_le_bytes(count_bytes.try_into().expect("8")) as usize;
         let size = count * dtype.size();
-        let raw = bytes.get(pos + 8..pos + 8 + size).ok_or("file ends inside a storage")?;
+        let raw = bytes
+            .get(pos + 8..pos + 8 + size)
+            .ok_or("file ends inside a storage")?;
         storages.insert(key, decode_storage(dtype, raw));
         pos += 8 + size;
     }

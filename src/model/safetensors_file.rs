@@ -13,11 +13,12 @@ pub fn read(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, Tensor>, Mode
     })?;
     let mut tensors = BTreeMap::new();
     for (key, view) in file.tensors() {
-        let data = decode(view.dtype(), view.data()).ok_or_else(|| ModelError::UnsupportedDtype {
-            path: origin.to_string(),
-            key: key.clone(),
-            dtype: format!("{:?}", view.dtype()),
-        })?;
+        let data =
+            decode(view.dtype(), view.data()).ok_or_else(|| ModelError::UnsupportedDtype {
+                path: origin.to_string(),
+                key: key.clone(),
+                dtype: format!("{:?}", view.dtype()),
+            })?;
         tensors.insert(
             key,
             Tensor {

@@ -57,7 +57,11 @@ pub fn style_bytes(style: &str) -> Result<Vec<u8>, ModelError> {
 fn unknown(style: &str) -> ModelError {
     ModelError::UnknownStyle {
         name: style.to_string(),
-        known: SHIPPED.iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+        known: SHIPPED
+            .iter()
+            .map(|s| s.name)
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 

@@ -3,17 +3,49 @@
 //! interrupted run never leaves a half-written file where the user expects a finished one.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Staging directories alive in this process, removed if the process is told to stop.
+static LIVE_STAGING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// On SIGINT, SIGTERM or SIGHUP (Ctrl-C, mpirun ending a failed job, a scheduler's time limit),
+/// removes every staging directory, then exits with the conventional status.
+pub fn clean_up_on_termination() {
+    let installed = ctrlc::set_handler(|| {
+        for dir in LIVE_STAGING.lock().map(|d| d.clone()).unwrap_or_default() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        eprintln!("error: interrupted; nothing was written");
+        std::process::exit(130);
+    });
+    if let Err(error) = installed {
+        log::warn!("cannot install the termination handler: {error}");
+    }
+}
+
+fn forget(dir: &Path) {
+    if let Ok(mut live) = LIVE_STAGING.lock() {
+        live.retain(|d| d != dir);
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("output directory {dir} does not exist; create it first or choose another output path")]
+    #[error(
+        "output directory {dir} does not exist; create it first or choose another output path"
+    )]
     MissingDirectory { dir: String },
-    #[error("cannot write in output directory {dir}: {source}; check its permissions and free space")]
+    #[error(
+        "cannot write in output directory {dir}: {source}; check its permissions and free space"
+    )]
     Unwritable { dir: String, source: std::io::Error },
     #[error("output {output} is the input file; choose a different output path")]
     OutputIsInput { output: String },
     #[error("cannot move the finished output to {target}: {source}")]
-    Publish { target: String, source: std::io::Error },
+    Publish {
+        target: String,
+        source: std::io::Error,
+    },
 }
 
 /// A staging directory for one output; removed with everything in it unless published.
@@ -45,6 +77,12 @@ pub fn check_not_input(output: &Path, input: &Path) -> Result<(), StorageError> 
     Ok(())
 }
 
+impl Drop for Staging {
+    fn drop(&mut self) {
+        forget(self.dir.path());
+    }
+}
+
 impl Staging {
     /// Creates the staging directory beside `output`.
     pub fn beside(output: &Path) -> Result<Staging, StorageError> {
@@ -61,6 +99,9 @@ impl Staging {
                 dir: target_dir.display().to_string(),
                 source,
             })?;
+        if let Ok(mut live) = LIVE_STAGING.lock() {
+            live.push(dir.path().to_path_buf());
+        }
         Ok(Staging { dir, target_dir })
     }
 
@@ -70,9 +111,11 @@ impl Staging {
 
     /// Moves the staged file `name` to `target`, replacing any previous file there.
     pub fn publish_file(self, name: &str, target: &Path) -> Result<(), StorageError> {
-        std::fs::rename(self.dir.path().join(name), target).map_err(|source| StorageError::Publish {
-            target: target.display().to_string(),
-            source,
+        std::fs::rename(self.dir.path().join(name), target).map_err(|source| {
+            StorageError::Publish {
+                target: target.display().to_string(),
+                source,
+            }
         })
     }
 

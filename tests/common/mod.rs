@@ -1,14 +1,14 @@
-//! Helpers shared by the integration tests: where the shared fixtures are, and image loading.
+//! Helpers shared by the integration tests: where the fixtures are, and image loading.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use stylemill::frame::{Frame, FrameSize};
 
-/// The `shared/` folder beside the checkout (`STYLEMILL_SHARED` overrides).
-pub fn shared() -> PathBuf {
-    std::env::var_os("STYLEMILL_SHARED")
+/// The test fixtures: golden vectors, media and checkpoints (`STYLEMILL_FIXTURES` overrides).
+pub fn fixtures() -> PathBuf {
+    std::env::var_os("STYLEMILL_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
 }
 
 pub fn read_png(path: &std::path::Path) -> Frame {
@@ -28,4 +28,185 @@ pub fn read_f32(path: &std::path::Path) -> Vec<f32> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
+}
+
+/// The stylemill binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stylemill"))
+}
+
+pub fn media(name: &str) -> PathBuf {
+    fixtures().join("media").join(name)
+}
+
+/// Runs stylemill with `args`; returns (success, stdout, stderr).
+pub fn stylemill<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String) {
+    let output = std::process::Command::new(bin())
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("stylemill runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs `mpirun -np N stylemill args` on this machine (as root too, oversubscribed, unbound).
+pub fn mpirun<S: AsRef<std::ffi::OsStr>>(ranks: usize, args: &[S]) -> std::process::Output {
+    std::process::Command::new("mpirun")
+        .args([
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-np",
+            &ranks.to_string(),
+        ])
+        .arg(bin())
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .output()
+        .expect("mpirun runs (apt-get install openmpi-bin)")
+}
+
+/// Runs ffmpeg quietly and asserts success (for making test clips).
+pub fn ffmpeg(args: &[&str]) {
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-nostdin"])
+        .args(args)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg {args:?}");
+}
+
+/// A stream as ffprobe reports it, frames counted by decoding.
+#[derive(serde::Deserialize, Debug)]
+pub struct Stream {
+    pub codec_type: String,
+    pub codec_name: String,
+    pub width: Option<usize>,
+    pub height: Option<usize>,
+    pub pix_fmt: Option<String>,
+    pub r_frame_rate: String,
+    pub duration: Option<String>,
+    pub nb_read_frames: Option<String>,
+}
+
+impl Stream {
+    pub fn frames(&self) -> usize {
+        self.nb_read_frames.as_deref().unwrap().parse().unwrap()
+    }
+    pub fn seconds(&self) -> f64 {
+        self.duration.as_deref().unwrap().parse().unwrap()
+    }
+}
+
+pub fn probe(path: &std::path::Path) -> Vec<Stream> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        streams: Vec<Stream>,
+    }
+    let output = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-print_format",
+            "json",
+            "-show_streams",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "ffprobe {}", path.display());
+    serde_json::from_slice::<Probe>(&output.stdout)
+        .unwrap()
+        .streams
+}
+
+pub fn video_stream(streams: &[Stream]) -> &Stream {
+    streams
+        .iter()
+        .find(|s| s.codec_type == "video")
+        .expect("a video stream")
+}
+
+/// Decodes every frame of the first video stream as RGB8, resized to `size` with the filter
+/// stylemill uses for --scale.
+pub fn decode(path: &std::path::Path, size: FrameSize, scale: bool) -> Vec<Frame> {
+    let mut command = std::process::Command::new("ffmpeg");
+    command.args(["-v", "error", "-nostdin", "-i"]).arg(path);
+    command.args(["-map", "0:v:0", "-fps_mode", "passthrough"]);
+    if scale {
+        command.args([
+            "-vf",
+            &format!("scale={}:{}:flags=lanczos", size.width, size.height),
+        ]);
+    }
+    let output = command
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    output
+        .stdout
+        .chunks_exact(size.rgb_bytes())
+        .map(|c| Frame::new(size, c.to_vec()))
+        .collect()
+}
+
+/// Peak signal-to-noise ratio of two 8-bit images, in dB.
+pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10()
+}
+
+/// The names in a directory, sorted (hidden staging directories included).
+pub fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Writes tensors as an F32 safetensors file.
+pub fn write_safetensors(
+    tensors: &std::collections::BTreeMap<String, stylemill::model::Tensor>,
+    path: &std::path::Path,
+) {
+    let raw: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                t.shape.clone(),
+            )
+        })
+        .collect();
+    let views = raw.iter().map(|(k, data, shape)| {
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                .unwrap();
+        (k.clone(), view)
+    });
+    safetensors::serialize_to_file(views, &None, path).unwrap();
+}
+
+/// The tensors of a shipped style.
+pub fn shipped_tensors(
+    style: &str,
+) -> std::collections::BTreeMap<String, stylemill::model::Tensor> {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("models/{style}.safetensors"));
+    stylemill::model::safetensors_file::read(&std::fs::read(path).unwrap(), style).unwrap()
 }

@@ -16,10 +16,10 @@
 use super::activation::Activation;
 use super::pad::{reflect_pad, Padded};
 use super::simd::{Portable, Vector};
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::{__m256, __m512};
 use crate::model::Conv;
 use rayon::prelude::*;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{__m256, __m512};
 
 /// The instruction set the kernels are compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,8 +113,14 @@ impl ConvLayer {
     pub fn new(conv: &Conv, isa: Isa) -> ConvLayer {
         let (_, nb, lanes) = isa.blocking();
         let (ci, co, k) = (conv.in_channels, conv.out_channels, conv.kernel);
-        let kernel = if co == DOT_CO { Kernel::Dot } else { Kernel::Broadcast };
-        let oihw = |o: usize, i: usize, ky: usize, kx: usize| conv.weight[((o * ci + i) * k + ky) * k + kx];
+        let kernel = if co == DOT_CO {
+            Kernel::Dot
+        } else {
+            Kernel::Broadcast
+        };
+        let oihw = |o: usize, i: usize, ky: usize, kx: usize| {
+            conv.weight[((o * ci + i) * k + ky) * k + kx]
+        };
         let (run_len, weights) = match kernel {
             Kernel::Broadcast => {
                 // [block][ky][kx][ci][NB]
@@ -125,7 +131,8 @@ impl ConvLayer {
                         for kx in 0..k {
                             for i in 0..ci {
                                 let t = kx * ci + i;
-                                packed[(((o / nb) * k + ky) * k * ci + t) * nb + o % nb] = oihw(o, i, ky, kx);
+                                packed[(((o / nb) * k + ky) * k * ci + t) * nb + o % nb] =
+                                    oihw(o, i, ky, kx);
                             }
                         }
                     }
@@ -261,7 +268,8 @@ unsafe fn broadcast_row<V: Vector, const MB: usize, const NV: usize>(
     let (k, co, run) = (layer.size, layer.out_channels, layer.run_len);
     let step = layer.stride * layer.in_channels;
     let base = args.input.as_ptr().add(oy * layer.stride * args.row_stride);
-    let mut block_out = [[0.0f32; 64]; MB];
+    // Wide enough for the widest block (AVX-512: 32 channels).
+    let mut lanes = [0.0f32; 64];
     for block in 0..co.div_ceil(nb) {
         let weights = layer.weights.as_ptr().add(block * k * run * nb);
         let channels = nb.min(co - block * nb);
@@ -272,23 +280,24 @@ unsafe fn broadcast_row<V: Vector, const MB: usize, const NV: usize>(
                 let row = base.add(ky * args.row_stride + x0 * step);
                 let kernel_row = weights.add(ky * run * nb);
                 for t in 0..run {
-                    let w: [V; NV] = std::array::from_fn(|v| V::load(kernel_row.add(t * nb + v * V::LANES)));
+                    let w: [V; NV] =
+                        std::array::from_fn(|v| V::load(kernel_row.add(t * nb + v * V::LANES)));
                     for (p, acc_p) in acc.iter_mut().enumerate() {
                         let x = V::splat(*row.add(p * step + t));
-                        for v in 0..NV {
-                            acc_p[v] = x.mul_add(w[v], acc_p[v]);
+                        for (a, w) in acc_p.iter_mut().zip(&w) {
+                            *a = x.mul_add(*w, *a);
                         }
                     }
                 }
             }
             let pixels = MB.min(args.out_width - x0);
-            for p in 0..pixels {
-                for v in 0..NV {
-                    acc[p][v].store(block_out[p].as_mut_ptr().add(v * V::LANES));
+            for (p, acc_p) in acc.iter().enumerate().take(pixels) {
+                for (v, vector) in acc_p.iter().enumerate() {
+                    vector.store(lanes.as_mut_ptr().add(v * V::LANES));
                 }
                 let dst = &mut out[(x0 + p) * co + block * nb..][..channels];
-                for j in 0..channels {
-                    dst[j] = block_out[p][j] + bias[j];
+                for ((d, sum), b) in dst.iter_mut().zip(&lanes).zip(bias) {
+                    *d = sum + b;
                 }
             }
         }
@@ -309,7 +318,8 @@ unsafe fn dot_row<V: Vector>(args: &RowArgs, oy: usize, out: &mut [f32]) {
         for ky in 0..k {
             let row = base.add(ky * args.row_stride + x0 * step);
             for t in (0..run).step_by(V::LANES) {
-                let w: [V; DOT_CO] = std::array::from_fn(|c| V::load(weights.add((c * k + ky) * run + t)));
+                let w: [V; DOT_CO] =
+                    std::array::from_fn(|c| V::load(weights.add((c * k + ky) * run + t)));
                 for (p, acc_p) in acc.iter_mut().enumerate() {
                     let x = V::load(row.add(p * step + t));
                     for c in 0..DOT_CO {

@@ -91,13 +91,21 @@ impl PackedNet {
     fn run(&mut self, frame: &Frame) -> Vec<f32> {
         let (height, width) = (frame.size.height, frame.size.width);
         let PackedNet {
-            input, a, b, c, padded, ..
+            input,
+            a,
+            b,
+            c,
+            padded,
+            ..
         } = self;
         input.reshape(height, width, 3);
         for (dst, &src) in input.data.iter_mut().zip(&frame.data) {
             *dst = src as f32;
         }
-        let stage = |(conv, norm): &(ConvLayer, Norm), src: &Activation, dst: &mut Activation, padded: &mut Vec<f32>| {
+        let stage = |(conv, norm): &(ConvLayer, Norm),
+                     src: &Activation,
+                     dst: &mut Activation,
+                     padded: &mut Vec<f32>| {
             conv.run(src, padded, dst);
             instance_norm(dst, norm, Then::Relu);
         };

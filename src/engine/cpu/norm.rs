@@ -55,7 +55,10 @@ pub fn instance_norm(act: &mut Activation, norm: &Norm, then: Then) {
         .map(|ch| {
             let inv_std = 1.0 / (variance[ch] / count + EPS).sqrt();
             let scale = norm.weight[ch] as f64 * inv_std;
-            (scale as f32, (norm.bias[ch] as f64 - mean[ch] as f64 * scale) as f32)
+            (
+                scale as f32,
+                (norm.bias[ch] as f64 - mean[ch] as f64 * scale) as f32,
+            )
         })
         .unzip();
     let row_len = act.row_len();
@@ -73,7 +76,8 @@ pub fn instance_norm(act: &mut Activation, norm: &Norm, then: Then) {
             .zip(skip.data.par_chunks(row_len))
             .for_each(|(row, skip_row)| {
                 for (pixel, skip_pixel) in row.chunks_exact_mut(c).zip(skip_row.chunks_exact(c)) {
-                    for (((v, s), b), k) in pixel.iter_mut().zip(&scale).zip(&shift).zip(skip_pixel) {
+                    for (((v, s), b), k) in pixel.iter_mut().zip(&scale).zip(&shift).zip(skip_pixel)
+                    {
                         *v = k + (*v * s + b);
                     }
                 }
