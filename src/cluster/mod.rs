@@ -9,10 +9,11 @@
 
 use crate::frame::{Frame, FrameSize};
 use mpi::environment::Universe;
-use mpi::point_to_point::{Destination, Source};
+use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::Root;
 use mpi::Threading;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -125,23 +126,52 @@ impl Cluster {
     }
 }
 
+/// Polls `attempt` until it succeeds, sleeping between tries. MPI implementations busy-poll
+/// inside blocking calls, so a thread waiting for the next frame would take a whole core from
+/// the engine; a frame takes far longer to stylize than the few hundred microseconds of delay.
+fn patiently<T>(mut attempt: impl FnMut() -> Option<T>) -> T {
+    let mut pause = Duration::from_micros(20);
+    loop {
+        if let Some(done) = attempt() {
+            return done;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+const MAX_PAUSE: Duration = Duration::from_millis(1);
+
+fn send(rank: usize, bytes: &[u8], tag: i32) {
+    let world = world();
+    let process = world.process_at_rank(rank as i32);
+    mpi::request::scope(|scope| {
+        let mut pending = Some(process.immediate_send_with_tag(scope, bytes, tag));
+        patiently(|| match pending.take()?.test() {
+            Ok(_) => Some(()),
+            Err(request) => {
+                pending = Some(request);
+                None
+            }
+        })
+    });
+}
+
 /// Sends a frame's pixels to `rank`.
 pub fn send_frame(rank: usize, frame: &Frame) {
-    world()
-        .process_at_rank(rank as i32)
-        .send_with_tag(&frame.data[..], TAG_FRAME);
+    send(rank, &frame.data, TAG_FRAME);
 }
 
 /// Tells `rank` that this rank failed, and why.
 pub fn send_failure(rank: usize, cause: &str) {
-    world()
-        .process_at_rank(rank as i32)
-        .send_with_tag(cause.as_bytes(), TAG_FAILURE);
+    send(rank, cause.as_bytes(), TAG_FAILURE);
 }
 
 /// Receives the next frame of `size` from `rank`, or the failure it reported.
 pub fn receive_frame(rank: usize, size: FrameSize) -> Result<Frame, ClusterError> {
-    let (data, status) = world().process_at_rank(rank as i32).receive_vec::<u8>();
+    let world = world();
+    let process = world.process_at_rank(rank as i32);
+    let (data, status) = patiently(|| process.immediate_matched_probe()).matched_receive_vec::<u8>();
     if status.tag() == TAG_FAILURE {
         return Err(ClusterError::RankFailed {
             rank,
