@@ -25,17 +25,6 @@ fn assert_refused<S: AsRef<std::ffi::OsStr>>(args: &[S], fragment: &str, dir: &P
     assert_eq!(names_in(dir), before, "the output directory changed");
 }
 
-fn run_args(input: &Path, output: &Path, style: &str) -> Vec<String> {
-    vec![
-        "run".into(),
-        input.display().to_string(),
-        "-o".into(),
-        output.display().to_string(),
-        "--style".into(),
-        style.into(),
-    ]
-}
-
 struct Scratch {
     dir: tempfile::TempDir,
 }
@@ -52,7 +41,7 @@ impl Scratch {
     /// Refusal of `input` (a file in the scratch directory or elsewhere) with `style`.
     fn refuse(&self, input: &Path, style: &str, fragment: &str) {
         assert_refused(
-            &run_args(input, &self.path("out.mp4"), style),
+            &run_args(input, &self.path("out.mp4"), style, &[]),
             fragment,
             self.dir.path(),
         );
@@ -215,7 +204,7 @@ fn frames_smaller_than_the_network_takes() {
         "mosaic",
         "frames of 4x4 are too small for the style network",
     );
-    let mut scaled = run_args(&rabbit(), &s.path("out.mp4"), "mosaic");
+    let mut scaled = run_args(&rabbit(), &s.path("out.mp4"), "mosaic", &[]);
     scaled.extend(["--scale".into(), "60".into()]);
     assert_refused(&scaled, "frames of 5x4 are too small", s.dir.path());
 }
@@ -225,7 +214,7 @@ fn a_missing_output_directory() {
     let s = Scratch::new();
     let output = s.path("not-there/out.mp4");
     assert_refused(
-        &run_args(&rabbit(), &output, "mosaic"),
+        &run_args(&rabbit(), &output, "mosaic", &[]),
         "does not exist; create it first",
         s.dir.path(),
     );
@@ -237,7 +226,7 @@ fn output_path_equal_to_the_input() {
     let input = s.write("clip.mp4", &std::fs::read(rabbit()).unwrap());
     let same = s.dir.path().join(".").join("clip.mp4");
     assert_refused(
-        &run_args(&input, &same, "mosaic"),
+        &run_args(&input, &same, "mosaic", &[]),
         "is the input file",
         s.dir.path(),
     );
@@ -253,7 +242,7 @@ fn ffmpeg_not_installed_says_how_to_install_it() {
     let s = Scratch::new();
     let before = names_in(s.dir.path());
     let output = std::process::Command::new(bin())
-        .args(run_args(&rabbit(), &s.path("out.mp4"), "mosaic"))
+        .args(run_args(&rabbit(), &s.path("out.mp4"), "mosaic", &[]))
         .env("PATH", s.dir.path())
         .output()
         .unwrap();
@@ -272,12 +261,12 @@ fn ffmpeg_not_installed_says_how_to_install_it() {
 fn an_unsupported_output_type() {
     let s = Scratch::new();
     assert_refused(
-        &run_args(&rabbit(), &s.path("out.gif"), "mosaic"),
+        &run_args(&rabbit(), &s.path("out.gif"), "mosaic", &[]),
         "cannot write .gif files; use .mp4, .mov or .mkv",
         s.dir.path(),
     );
     assert_refused(
-        &run_args(&rabbit(), &s.path("%04d.jpg"), "mosaic"),
+        &run_args(&rabbit(), &s.path("%04d.jpg"), "mosaic", &[]),
         "frame sequences are written as lossless PNG",
         s.dir.path(),
     );

@@ -48,16 +48,7 @@ fn mp4_with_audio_keeps_every_frame_the_rate_and_the_audio() {
     let dir = tempfile::tempdir().unwrap();
     let input = media("rabbit320_h264_aac.mp4");
     let output = dir.path().join("rabbit-mosaic.mp4");
-    let (ok, _, stderr) = stylemill(&[
-        "run".as_ref(),
-        input.as_os_str(),
-        "-o".as_ref(),
-        output.as_os_str(),
-        "--style".as_ref(),
-        "mosaic".as_ref(),
-        "--scale".as_ref(),
-        "2".as_ref(),
-    ]);
+    let (ok, _, stderr) = stylemill(&run_args(&input, &output, "mosaic", &["--scale", "2"]));
     assert!(ok, "{stderr}");
     let (source, result) = (probe(&input), probe(&output));
     let video = video_stream(&result);
@@ -94,18 +85,12 @@ fn png_sequence_holds_exactly_the_engine_output() {
     let dir = tempfile::tempdir().unwrap();
     let input = media("rabbit320_h264_aac.mp4");
     let pattern = dir.path().join("%06d.png");
-    let (ok, _, stderr) = stylemill(&[
-        "run".as_ref(),
-        input.as_os_str(),
-        "-o".as_ref(),
-        pattern.as_os_str(),
-        "--style".as_ref(),
-        "udnie".as_ref(),
-        "--scale".as_ref(),
-        "2".as_ref(),
-        "--limit".as_ref(),
-        "5".as_ref(),
-    ]);
+    let (ok, _, stderr) = stylemill(&run_args(
+        &input,
+        &pattern,
+        "udnie",
+        &["--scale", "2", "--limit", "5"],
+    ));
     assert!(ok, "{stderr}");
     let names: Vec<String> = (1..=5).map(|i| format!("{i:06}.png")).collect();
     assert_eq!(names_in(dir.path()), names);
@@ -130,18 +115,7 @@ fn webm_vp8_vorbis_becomes_mp4_with_aac_audio() {
     let dir = tempfile::tempdir().unwrap();
     let input = media("rabbit320_vp8_vorbis.webm");
     let output = dir.path().join("out.mp4");
-    let args = [
-        "run",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--style",
-        "candy",
-        "--scale",
-        "2",
-        "--limit",
-        "30",
-    ];
+    let args = run_args(&input, &output, "candy", &["--scale", "2", "--limit", "30"]);
     let (ok, _, stderr) = stylemill(&args);
     assert!(ok, "{stderr}");
     let result = probe(&output);
@@ -178,16 +152,7 @@ fn ntsc_rate_clip_without_audio_keeps_150_frames_at_30000_1001() {
     let dir = tempfile::tempdir().unwrap();
     let input = media("flower_960x540_h264_noaudio.mp4");
     let output = dir.path().join("flower.mp4");
-    let args = [
-        "run",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--style",
-        "rain_princess",
-        "--scale",
-        "4",
-    ];
+    let args = run_args(&input, &output, "rain_princess", &["--scale", "4"]);
     let (ok, _, stderr) = stylemill(&args);
     assert!(ok, "{stderr}");
     let result = probe(&output);
@@ -243,14 +208,7 @@ fn sizes_that_are_not_multiples_of_four_are_kept_exactly() {
             input.to_str().unwrap(),
         ]);
         let output = dir.path().join(format!("out_{width}x{height}.mp4"));
-        let (ok, _, stderr) = stylemill(&[
-            "run",
-            input.to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-            "--style",
-            "pointilism",
-        ]);
+        let (ok, _, stderr) = stylemill(&run_args(&input, &output, "pointilism", &[]));
         assert!(ok, "{stderr}");
         let result = probe(&output);
         let video = video_stream(&result);
@@ -302,14 +260,7 @@ fn mov_mkv_and_avi_inputs_work_and_mkv_output_copies_their_audio() {
             input.to_str().unwrap(),
         ]);
         let output = dir.path().join(format!("out-{extension}.mkv"));
-        let (ok, _, stderr) = stylemill(&[
-            "run",
-            input.to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-            "--style",
-            "mosaic",
-        ]);
+        let (ok, _, stderr) = stylemill(&run_args(&input, &output, "mosaic", &[]));
         assert!(ok, "{extension}: {stderr}");
         let (source, result) = (probe(&input), probe(&output));
         assert_eq!(video_stream(&result).frames(), 6, "{extension}");
@@ -325,6 +276,61 @@ fn mov_mkv_and_avi_inputs_work_and_mkv_output_copies_their_audio() {
             "{extension}: audio stream-copied into MKV"
         );
     }
+}
+
+#[test]
+fn the_first_video_stream_is_used_when_audio_comes_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("audio-first.mkv");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x64:rate=15",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine",
+        "-map",
+        "1:a",
+        "-map",
+        "0:v",
+        "-frames:v",
+        "5",
+        "-t",
+        "0.4",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "flac",
+        input.to_str().unwrap(),
+    ]);
+    let source = probe(&input);
+    assert_eq!(
+        source[0].codec_type, "audio",
+        "the fixture has audio as stream 0"
+    );
+    let output = dir.path().join("out.mp4");
+    let (ok, _, stderr) = stylemill(&run_args(&input, &output, "udnie", &[]));
+    assert!(ok, "{stderr}");
+    let result = probe(&output);
+    assert_eq!(video_stream(&result).frames(), 5);
+    assert_eq!(video_stream(&result).r_frame_rate, "15/1");
+    let audio = result.iter().find(|s| s.codec_type == "audio").unwrap();
+    assert_eq!(audio.codec_name, "aac", "FLAC is re-encoded for MP4");
+    assert_frames_are_stylized(
+        &input,
+        &output,
+        FrameSize {
+            width: 96,
+            height: 64,
+        },
+        false,
+        "udnie",
+        &[0, 4],
+    );
 }
 
 #[test]
@@ -392,18 +398,12 @@ fn a_pytorch_checkpoint_path_styles_like_the_shipped_weights() {
         ("checkpoint.mp4", checkpoint.to_str().unwrap()),
     ] {
         let output = dir.path().join(name);
-        let (ok, _, stderr) = stylemill(&[
-            "run",
-            input.to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-            "--style",
+        let (ok, _, stderr) = stylemill(&run_args(
+            &input,
+            &output,
             style,
-            "--scale",
-            "2",
-            "--limit",
-            "3",
-        ]);
+            &["--scale", "2", "--limit", "3"],
+        ));
         assert!(ok, "{stderr}");
         outputs.push(std::fs::read(output).unwrap());
     }

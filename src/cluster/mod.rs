@@ -171,7 +171,8 @@ pub fn send_failure(rank: usize, cause: &str) {
 pub fn receive_frame(rank: usize, size: FrameSize) -> Result<Frame, ClusterError> {
     let world = world();
     let process = world.process_at_rank(rank as i32);
-    let (data, status) = patiently(|| process.immediate_matched_probe()).matched_receive_vec::<u8>();
+    let (data, status) =
+        patiently(|| process.immediate_matched_probe()).matched_receive_vec::<u8>();
     if status.tag() == TAG_FAILURE {
         return Err(ClusterError::RankFailed {
             rank,

@@ -98,41 +98,40 @@ impl ChunkEncoder {
         debug_assert_eq!(frame.size, self.size);
         let stdin = self.stdin.as_mut().expect("stdin is open until finish");
         if stdin.write_all(&frame.data).is_err() {
-            return Err(self.failure("encoding"));
+            return Err(self.failure());
         }
         Ok(())
     }
 
     /// Closes the input and waits for the segment to be complete.
     pub fn finish(mut self) -> Result<(), MediaError> {
-        drop(self.stdin.take());
-        let status = self.child.wait();
-        let errors = self
-            .drain
-            .take()
-            .map(|d| d.join().unwrap_or_default())
-            .unwrap_or_default();
-        match status {
-            Ok(s) if s.success() => Ok(()),
-            _ => Err(MediaError::Ffmpeg {
-                doing: "encoding".into(),
-                detail: summarize(&errors),
-            }),
+        match self.close() {
+            (true, _) => Ok(()),
+            (false, errors) => Err(encoding_failed(&errors)),
         }
     }
 
-    fn failure(&mut self, doing: &str) -> MediaError {
+    fn failure(&mut self) -> MediaError {
+        encoding_failed(&self.close().1)
+    }
+
+    /// Closes ffmpeg's input, waits for it, and returns whether it succeeded and its errors.
+    fn close(&mut self) -> (bool, Vec<String>) {
         drop(self.stdin.take());
-        let _ = self.child.wait();
+        let succeeded = self.child.wait().is_ok_and(|s| s.success());
         let errors = self
             .drain
             .take()
             .map(|d| d.join().unwrap_or_default())
             .unwrap_or_default();
-        MediaError::Ffmpeg {
-            doing: doing.into(),
-            detail: summarize(&errors),
-        }
+        (succeeded, errors)
+    }
+}
+
+fn encoding_failed(errors: &[String]) -> MediaError {
+    MediaError::Ffmpeg {
+        doing: "encoding".into(),
+        detail: summarize(errors),
     }
 }
 

@@ -100,10 +100,8 @@ pub fn probe(path: &Path) -> Result<VideoInfo, MediaError> {
         (Some(width), Some(height)) if width > 0 && height > 0 => FrameSize { width, height },
         _ => return Err(not_a_video("the video stream has no frame size")),
     };
-    let frame_rate = [&video.avg_frame_rate, &video.r_frame_rate]
-        .into_iter()
-        .flatten()
-        .find_map(|r| Rational::parse(r))
+    let parse = |rate: &Option<String>| rate.as_deref().and_then(Rational::parse);
+    let frame_rate = choose_frame_rate(parse(&video.r_frame_rate), parse(&video.avg_frame_rate))
         .ok_or_else(|| not_a_video("the video stream has no frame rate"))?;
     let audio = probed
         .streams
@@ -124,6 +122,17 @@ pub fn probe(path: &Path) -> Result<VideoInfo, MediaError> {
         frames,
         audio,
     })
+}
+
+/// The nominal rate (`r_frame_rate`, e.g. exactly 30000/1001) when it agrees with the average
+/// rate within 1%; otherwise the average, since the nominal one is then a field rate or a
+/// timebase artefact (60/1 for 30 fps interlaced, 90000/1).
+fn choose_frame_rate(nominal: Option<Rational>, average: Option<Rational>) -> Option<Rational> {
+    match (nominal, average) {
+        (Some(n), Some(a)) if (n.as_f64() / a.as_f64() - 1.0).abs() < 0.01 => Some(n),
+        (_, Some(a)) => Some(a),
+        (n, None) => n,
+    }
 }
 
 /// Decodes the whole stream (discarding the pixels) and counts frames; any decoder error is
@@ -170,4 +179,36 @@ fn count_frames(path: &Path, stream: usize) -> Result<usize, MediaError> {
         });
     }
     Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(text: &str) -> Option<Rational> {
+        Rational::parse(text)
+    }
+
+    #[test]
+    fn the_nominal_rate_wins_when_the_average_only_differs_by_rounding() {
+        assert_eq!(
+            choose_frame_rate(rate("30/1"), rate("7020000/234001")),
+            rate("30/1")
+        );
+        assert_eq!(
+            choose_frame_rate(rate("30000/1001"), rate("30000/1001")),
+            rate("30000/1001")
+        );
+    }
+
+    #[test]
+    fn the_average_wins_over_a_field_or_timebase_rate() {
+        assert_eq!(choose_frame_rate(rate("60/1"), rate("30/1")), rate("30/1"));
+        assert_eq!(
+            choose_frame_rate(rate("90000/1"), rate("25/1")),
+            rate("25/1")
+        );
+        assert_eq!(choose_frame_rate(rate("24/1"), None), rate("24/1"));
+        assert_eq!(choose_frame_rate(None, None), None);
+    }
 }

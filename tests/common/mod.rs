@@ -39,6 +39,25 @@ pub fn media(name: &str) -> PathBuf {
     fixtures().join("media").join(name)
 }
 
+/// `run INPUT -o OUTPUT --style STYLE EXTRA...`
+pub fn run_args(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    style: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args = vec![
+        "run".to_string(),
+        input.display().to_string(),
+        "-o".into(),
+        output.display().to_string(),
+        "--style".into(),
+        style.into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
 /// Runs stylemill with `args`; returns (success, stdout, stderr).
 pub fn stylemill<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String) {
     let output = std::process::Command::new(bin())
