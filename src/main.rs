@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use stylemill::cluster::Cluster;
+use stylemill::engine::{Device, Precision};
 use stylemill::job::{self, JobError, RunOptions};
 use stylemill::model::styles::SHIPPED;
 
@@ -39,6 +40,12 @@ struct StyleArgs {
     /// CPU threads per rank (default: the cores this process may use).
     #[arg(long)]
     threads: Option<usize>,
+    /// auto (a GPU when a CUDA driver and GPU are present, else the CPU), cpu, cuda, or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: Device,
+    /// fp32 (matches PyTorch) or fast (BF16 tensor cores, GPU only).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
 }
 
 #[derive(Args)]
@@ -62,6 +69,9 @@ struct RunArgs {
     /// Frames per encoded chunk (each chunk starts with a keyframe).
     #[arg(long, default_value_t = 32)]
     chunk_frames: usize,
+    /// Frames a GPU stylizes at once.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
 }
 
 #[derive(Args)]
@@ -93,6 +103,8 @@ fn main() -> ExitCode {
                 &args.style.style,
                 args.style.scale,
                 args.style.threads,
+                args.style.device,
+                args.style.precision,
             );
             match result {
                 Ok(size) => {
@@ -121,6 +133,9 @@ fn run(args: RunArgs) -> ExitCode {
         pix_fmt: args.pix_fmt,
         chunk_frames: args.chunk_frames,
         threads: args.style.threads,
+        device: args.style.device,
+        precision: args.style.precision,
+        batch: args.batch.max(1),
     };
     match job::run(&options, &cluster) {
         Ok(Some(summary)) => {

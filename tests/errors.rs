@@ -271,3 +271,20 @@ fn an_unsupported_output_type() {
         s.dir.path(),
     );
 }
+
+#[test]
+fn a_gpu_requested_where_there_is_no_cuda_driver() {
+    let s = Scratch::new();
+    let mut args = run_args(
+        &rabbit(),
+        &s.path("out.mp4"),
+        "mosaic",
+        &["--device", "cuda"],
+    );
+    if std::path::Path::new("/dev/nvidiactl").exists() {
+        args[7] = "cuda:4096".into();
+        assert_refused(&args, "--device cuda:4096: this node has", s.dir.path());
+    } else {
+        assert_refused(&args, "--device cuda: no CUDA driver (libcuda.so.1) was found; install the NVIDIA driver, or use --device cpu", s.dir.path());
+    }
+}

@@ -376,6 +376,32 @@ fn image_command_matches_the_golden_png() {
 }
 
 #[test]
+fn device_auto_says_which_engine_it_chose() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let input = fixtures().join("golden/synthetic_33x21.png");
+    let (ok, _, stderr) = stylemill(&[
+        "image",
+        input.to_str().unwrap(),
+        output.to_str().unwrap(),
+        "--style",
+        "mosaic",
+    ]);
+    assert!(ok, "{stderr}");
+    let gpu_present = std::path::Path::new("/dev/nvidiactl").exists();
+    let chosen = if gpu_present {
+        "cuda:0"
+    } else {
+        "using the CPU engine"
+    };
+    assert_eq!(
+        stderr.matches(chosen).count(),
+        1,
+        "one line says which engine:\n{stderr}"
+    );
+}
+
+#[test]
 fn styles_lists_the_five_shipped_styles() {
     let (ok, stdout, _) = stylemill(&["styles"]);
     assert!(ok);

@@ -42,6 +42,9 @@ pub struct Cluster {
     universe: Option<Universe>,
     rank: usize,
     size: usize,
+    /// This rank's index among the ranks on its node (from MPI's shared-memory split, so it
+    /// is right under mpirun, srun and Azure ML alike).
+    local_rank: usize,
 }
 
 /// Environment variables that MPI launchers (mpirun/mpiexec of OpenMPI, MPICH, Intel MPI,
@@ -76,6 +79,7 @@ impl Cluster {
                 universe: None,
                 rank: ROOT,
                 size: 1,
+                local_rank: 0,
             });
         }
         let (universe, threading) =
@@ -84,9 +88,11 @@ impl Cluster {
             return Err(ClusterError::Threading(threading));
         }
         let world = universe.world();
+        let node = world.split_shared(world.rank());
         Ok(Cluster {
             rank: world.rank() as usize,
             size: world.size() as usize,
+            local_rank: node.rank() as usize,
             universe: Some(universe),
         })
     }
@@ -97,6 +103,10 @@ impl Cluster {
 
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    pub fn local_rank(&self) -> usize {
+        self.local_rank
     }
 
     pub fn is_root(&self) -> bool {

@@ -2,8 +2,7 @@
 
 use super::plan::scaled_size;
 use super::JobError;
-use crate::engine::cpu::CpuEngine;
-use crate::engine::{check_frame_size, Engine};
+use crate::engine::{check_frame_size, create_engine, Device, Precision};
 use crate::frame::{Frame, FrameSize};
 use crate::model::styles::load_style;
 use crate::storage::{check_not_input, Staging};
@@ -16,6 +15,8 @@ pub fn stylize_image(
     style: &str,
     scale: Option<f64>,
     threads: Option<usize>,
+    device: Device,
+    precision: Precision,
 ) -> Result<FrameSize, JobError> {
     if let Some(factor) = scale.filter(|f| !(f.is_finite() && *f > 0.0)) {
         return Err(JobError::BadScale(factor));
@@ -50,7 +51,8 @@ pub fn stylize_image(
             image::imageops::FilterType::Lanczos3,
         )
         .to_rgb8();
-    let mut engine = CpuEngine::new(&net, threads);
+    let mut engine = create_engine(device, precision, 1, &net, threads, 0)?;
+    log::info!("{}", engine.describe());
     let stylized = engine.stylize(&Frame::new(size, rgb.into_raw()))?;
     let name = "image";
     let staged = staging.path().join(name);

@@ -7,8 +7,7 @@ use super::progress::Progress;
 use super::sink::ChunkSink;
 use super::JobError;
 use crate::cluster::{self, Cluster, ROOT};
-use crate::engine::cpu::CpuEngine;
-use crate::engine::{check_frame_size, Engine};
+use crate::engine::{check_frame_size, create_engine, Device, Engine, Precision};
 use crate::frame::Frame;
 use crate::media::decode::Decoder;
 use crate::media::encode::assemble;
@@ -34,6 +33,9 @@ pub struct RunOptions {
     pub pix_fmt: Option<String>,
     pub chunk_frames: usize,
     pub threads: Option<usize>,
+    pub device: Device,
+    pub precision: Precision,
+    pub batch: usize,
 }
 
 /// What a finished run reports (on rank 0).
@@ -62,8 +64,7 @@ pub fn run(options: &RunOptions, cluster: &Cluster) -> Result<Option<RunSummary>
         cluster.broadcast(Some(serde_json::to_vec(&setup).expect("plan serializes")));
         let prepared = prepared?;
         cluster.broadcast(Some(prepared.weights.clone()));
-        let engine = Box::new(CpuEngine::new(&prepared.net, options.threads));
-        log::info!("rank 0: {}", engine.describe());
+        let engine = build_engine(options, &prepared.net, cluster).map_err(JobError::during_run)?;
         coordinate(prepared, engine, cluster.size())
             .map(Some)
             .map_err(JobError::during_run)
@@ -73,10 +74,29 @@ pub fn run(options: &RunOptions, cluster: &Cluster) -> Result<Option<RunSummary>
         let plan = setup.plan.ok_or(JobError::ReportedByRoot)?;
         let weights = cluster.broadcast(None);
         let net = TransformerNet::from_bytes(&weights, &options.style)?;
-        let engine = CpuEngine::new(&net, options.threads);
-        log::info!("rank {}: {}", cluster.rank(), engine.describe());
+        let engine = match build_engine(options, &net, cluster) {
+            Ok(engine) => engine,
+            Err(error) => return Err(report_to_root(&error)),
+        };
         serve(&plan, cluster.rank(), engine).map(|()| None)
     }
+}
+
+fn build_engine(
+    options: &RunOptions,
+    net: &TransformerNet,
+    cluster: &Cluster,
+) -> Result<Box<dyn Engine>, JobError> {
+    let engine = create_engine(
+        options.device,
+        options.precision,
+        options.batch,
+        net,
+        options.threads,
+        cluster.local_rank(),
+    )?;
+    log::info!("rank {}: {}", cluster.rank(), engine.describe());
+    Ok(engine)
 }
 
 /// Rank 0's preparation: everything that can be refused is checked here, before any rank works.
@@ -214,7 +234,7 @@ fn coordinate(
     })
 }
 
-/// Rank 0's own share: decode, stylize, hand to the sink.
+/// Rank 0's own share: decode, stylize in the engine's batches, hand to the sink.
 fn stylize_local(plan: &Plan, mut engine: Box<dyn Engine>, events: &SyncSender<Event>) {
     let range = plan.ranges[ROOT].clone();
     let result = (|| -> Result<(), JobError> {
@@ -222,13 +242,22 @@ fn stylize_local(plan: &Plan, mut engine: Box<dyn Engine>, events: &SyncSender<E
             return Ok(());
         }
         let mut decoder = Decoder::open(&plan.input, range.start, range.len(), plan.size)?;
-        for index in range {
-            let frame = decoder
-                .next_frame()?
-                .expect("the decoder yields the whole range or fails");
-            let frame = engine.stylize(&frame)?;
-            if events.send(Event::Stylized { index, frame }).is_err() {
-                break;
+        let mut index = range.start;
+        while index < range.end {
+            let count = engine.batch_size().min(range.end - index);
+            let mut batch = Vec::with_capacity(count);
+            for _ in 0..count {
+                batch.push(
+                    decoder
+                        .next_frame()?
+                        .expect("the decoder yields the whole range or fails"),
+                );
+            }
+            for frame in engine.stylize_batch(&batch)? {
+                if events.send(Event::Stylized { index, frame }).is_err() {
+                    return Ok(());
+                }
+                index += 1;
             }
         }
         Ok(())
@@ -265,15 +294,16 @@ fn collect(plan: &Plan, rank: usize, events: &SyncSender<Event>) {
 /// How long a failed rank waits for rank 0 to end the job before exiting by itself.
 const AWAIT_ABORT: Duration = Duration::from_secs(60);
 
-/// A remote rank: receive frames (the next one arrives while this one is stylized), stylize,
+/// A remote rank: receive frames (the next batch arrives while this one is stylized), stylize,
 /// send back.
-fn serve(plan: &Plan, rank: usize, mut engine: CpuEngine) -> Result<(), JobError> {
+fn serve(plan: &Plan, rank: usize, mut engine: Box<dyn Engine>) -> Result<(), JobError> {
     let count = plan.ranges[rank].len();
     if count == 0 {
         return Ok(());
     }
     let size = plan.size;
-    let (frames, incoming) = sync_channel::<Frame>(1);
+    let batch_size = engine.batch_size();
+    let (frames, incoming) = sync_channel::<Frame>(batch_size);
     std::thread::spawn(move || {
         for _ in 0..count {
             let Ok(frame) = cluster::receive_frame(ROOT, size) else {
@@ -284,18 +314,26 @@ fn serve(plan: &Plan, rank: usize, mut engine: CpuEngine) -> Result<(), JobError
             }
         }
     });
-    for frame in incoming.iter().take(count) {
-        match engine.stylize(&frame) {
-            Ok(stylized) => cluster::send_frame(ROOT, &stylized),
-            Err(error) => {
-                cluster::send_failure(ROOT, &error.to_string());
-                // Rank 0 reports the failure and aborts the job; exit anyway if it does not.
-                std::thread::sleep(AWAIT_ABORT);
-                return Err(JobError::ReportedByRoot);
-            }
+    let mut remaining = count;
+    while remaining > 0 {
+        let batch: Vec<Frame> = incoming.iter().take(batch_size.min(remaining)).collect();
+        remaining -= batch.len();
+        match engine.stylize_batch(&batch) {
+            Ok(stylized) => stylized
+                .iter()
+                .for_each(|frame| cluster::send_frame(ROOT, frame)),
+            Err(error) => return Err(report_to_root(&error.into())),
         }
     }
     Ok(())
+}
+
+/// Tells rank 0 why this rank fails, then waits for rank 0 to end the job.
+fn report_to_root(error: &JobError) -> JobError {
+    cluster::send_failure(ROOT, &error.to_string());
+    // Rank 0 reports the failure and aborts the job; exit anyway if it does not.
+    std::thread::sleep(AWAIT_ABORT);
+    JobError::ReportedByRoot
 }
 
 /// Moves the finished output into place.

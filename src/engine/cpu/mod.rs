@@ -126,6 +126,55 @@ impl PackedNet {
     }
 }
 
+/// One convolution on an HWC map, for checking other engines' kernels layer by layer.
+pub fn run_conv(
+    conv: &crate::model::Conv,
+    input: &[f32],
+    height: usize,
+    width: usize,
+) -> (Vec<f32>, usize, usize) {
+    let layer = ConvLayer::new(conv, Isa::detect());
+    let source = Activation {
+        height,
+        width,
+        channels: conv.in_channels,
+        data: input.to_vec(),
+    };
+    let mut output = Activation::default();
+    layer.run(&source, &mut Vec::new(), &mut output);
+    (output.data, output.height, output.width)
+}
+
+/// InstanceNorm followed by a ReLU, or by adding `residual`, on an HWC map, for checking other
+/// engines' kernels.
+pub fn run_instance_norm(
+    norm: &Norm,
+    input: &[f32],
+    height: usize,
+    width: usize,
+    residual: Option<&[f32]>,
+) -> Vec<f32> {
+    let channels = norm.weight.len();
+    let mut map = Activation {
+        height,
+        width,
+        channels,
+        data: input.to_vec(),
+    };
+    let skip = residual.map(|r| Activation {
+        height,
+        width,
+        channels,
+        data: r.to_vec(),
+    });
+    let then = match &skip {
+        Some(skip) => Then::AddTo(skip),
+        None => Then::Relu,
+    };
+    instance_norm(&mut map, norm, then);
+    map.data
+}
+
 /// The top-left `height` x `width` of a 3-channel map (the network rounds sizes up to 4).
 fn crop(map: &Activation, height: usize, width: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(height * width * 3);

@@ -1,0 +1,200 @@
+// Convolution as an implicit GEMM: rows are output pixels (batch x out_h x out_w), columns are
+// output channels, the reduction runs over (ky, kx, ci). Reflection padding and the
+// deconvolutions' nearest 2x upsampling are folded into the input index of each load (no padded
+// or upsampled copy exists), and the bias is added in the epilogue. Activations are NHWC f32;
+// weights are packed [ky][kx][ci][co] (K x Co, row-major).
+// Needs common.cuh, which the engine prepends (NVRTC is given one self-contained source).
+
+#define TILE_M 64
+#define TILE_N 64
+#define TILE_K 16
+
+// fp32 path (matches the golden vectors): 256 threads, each owns a 4x4 block of outputs.
+// A tile loads run along channels (16 consecutive threads read 16 consecutive floats of a pixel),
+// so they coalesce for every layer whose input has 16 or more channels.
+extern "C" __global__ void __launch_bounds__(256) conv2d_f32(
+    const float* __restrict__ input, const float* __restrict__ weights,
+    const float* __restrict__ bias, float* __restrict__ output,
+    int batch, int in_h, int in_w, int ci, int out_h, int out_w, int co,
+    int k, int stride, int pad, int upsample) {
+    __shared__ float a_tile[TILE_K][TILE_M + 4];
+    __shared__ float b_tile[TILE_K][TILE_N + 4];
+    const int pixels = batch * out_h * out_w;
+    const int reduction = k * k * ci;
+    const int m0 = blockIdx.x * TILE_M;
+    const int n0 = blockIdx.y * TILE_N;
+    const int tid = threadIdx.x;
+
+    // This thread loads A rows a_row + 16*i at reduction column a_col.
+    const int a_col = tid % TILE_K;
+    const int a_row = tid / TILE_K;
+    int row_b[4], row_y[4], row_x[4];
+    bool row_ok[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int m = m0 + a_row + 16 * i;
+        row_ok[i] = m < pixels;
+        const int mm = row_ok[i] ? m : 0;
+        row_b[i] = mm / (out_h * out_w);
+        const int r = mm % (out_h * out_w);
+        row_y[i] = r / out_w;
+        row_x[i] = r % out_w;
+    }
+    // B: row b_k, columns b_n .. b_n + 3.
+    const int b_k = tid / 16;
+    const int b_n = (tid % 16) * 4;
+    const int tx = tid % 16, ty = tid / 16;
+    float acc[4][4] = {};
+
+    for (int k0 = 0; k0 < reduction; k0 += TILE_K) {
+        const int kk = k0 + a_col;
+        const bool k_ok = kk < reduction;
+        const int c = kk % ci, tap = kk / ci;
+        const int kx = tap % k, ky = tap / k;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            float v = 0.f;
+            if (k_ok && row_ok[i]) {
+                v = input[conv_input_offset(row_b[i], row_y[i], row_x[i], ky, kx, c,
+                                            in_h, in_w, ci, stride, pad, upsample)];
+            }
+            a_tile[a_col][a_row + 16 * i] = v;
+        }
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int kr = k0 + b_k, n = n0 + b_n + j;
+            b_tile[b_k][b_n + j] = (kr < reduction && n < co) ? weights[(size_t)kr * co + n] : 0.f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int t = 0; t < TILE_K; ++t) {
+            float a[4], b[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                a[i] = a_tile[t][ty * 4 + i];
+                b[i] = b_tile[t][tx * 4 + i];
+            }
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int m = m0 + ty * 4 + i;
+        if (m >= pixels) continue;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int n = n0 + tx * 4 + j;
+            if (n < co) output[(size_t)m * co + n] = acc[i][j] + bias[n];
+        }
+    }
+}
+
+// Tensor-core path for --precision fast: BF16 operands (rounded to nearest even while staging
+// tiles in shared memory), FP32 accumulation, with the `mma.sync.m16n8k16` instruction through
+// inline PTX (sm_80 and later; no CUDA headers needed at run time). 128 threads = 4 warps in a
+// 2x2 grid; each warp owns 32x32 outputs as 2 x 4 MMA tiles of 16x8.
+#define TC_K 32
+#define TC_PAD 8
+
+__device__ __forceinline__ unsigned short to_bf16(float f) {
+    unsigned int u = __float_as_uint(f);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (unsigned short)(u >> 16);
+}
+
+__device__ __forceinline__ unsigned int pair(const unsigned short* p) {
+    return *reinterpret_cast<const unsigned int*>(p);
+}
+
+extern "C" __global__ void __launch_bounds__(128) conv2d_bf16_tc(
+    const float* __restrict__ input, const float* __restrict__ weights,
+    const float* __restrict__ bias, float* __restrict__ output,
+    int batch, int in_h, int in_w, int ci, int out_h, int out_w, int co,
+    int k, int stride, int pad, int upsample) {
+    // A as [m][k] and B transposed as [n][k], so both fragments read k-pairs as one 32-bit word.
+    __shared__ __align__(16) unsigned short a_tile[TILE_M][TC_K + TC_PAD];
+    __shared__ __align__(16) unsigned short b_tile[TILE_N][TC_K + TC_PAD];
+    const int pixels = batch * out_h * out_w;
+    const int reduction = k * k * ci;
+    const int m0 = blockIdx.x * TILE_M;
+    const int n0 = blockIdx.y * TILE_N;
+    const int tid = threadIdx.x;
+    const int lane = tid % 32, warp = tid / 32;
+    const int warp_m = (warp / 2) * 32, warp_n = (warp % 2) * 32;
+    const int group = lane / 4, in_group = lane % 4;
+    float acc[2][4][4] = {};
+
+    const int a_col = tid % TC_K;
+    const int a_row = tid / TC_K;
+    for (int k0 = 0; k0 < reduction; k0 += TC_K) {
+        const int kk = k0 + a_col;
+        const bool k_ok = kk < reduction;
+        const int c = kk % ci, tap = kk / ci;
+        const int kx = tap % k, ky = tap / k;
+        for (int i = 0; i < TILE_M / 4; ++i) {
+            const int row = a_row + 4 * i;
+            const int m = m0 + row;
+            float v = 0.f;
+            if (k_ok && m < pixels) {
+                const int b = m / (out_h * out_w), r = m % (out_h * out_w);
+                v = input[conv_input_offset(b, r / out_w, r % out_w, ky, kx, c,
+                                            in_h, in_w, ci, stride, pad, upsample)];
+            }
+            a_tile[row][a_col] = to_bf16(v);
+        }
+        for (int i = 0; i < (TC_K * TILE_N) / 128; ++i) {
+            const int idx = tid + 128 * i;
+            const int kr = idx / TILE_N, n = idx % TILE_N;
+            const int gk = k0 + kr, gn = n0 + n;
+            const float v = (gk < reduction && gn < co) ? weights[(size_t)gk * co + gn] : 0.f;
+            b_tile[n][kr] = to_bf16(v);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int t = 0; t < TC_K; t += 16) {
+            unsigned int a[2][4], b[4][2];
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const int r = warp_m + 16 * i + group;
+                a[i][0] = pair(&a_tile[r][t + 2 * in_group]);
+                a[i][1] = pair(&a_tile[r + 8][t + 2 * in_group]);
+                a[i][2] = pair(&a_tile[r][t + 2 * in_group + 8]);
+                a[i][3] = pair(&a_tile[r + 8][t + 2 * in_group + 8]);
+            }
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int n = warp_n + 8 * j + group;
+                b[j][0] = pair(&b_tile[n][t + 2 * in_group]);
+                b[j][1] = pair(&b_tile[n][t + 2 * in_group + 8]);
+            }
+#pragma unroll
+            for (int i = 0; i < 2; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    float* d = acc[i][j];
+                    asm volatile(
+                        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                        : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]),
+                          "r"(b[j][0]), "r"(b[j][1]));
+                }
+        }
+        __syncthreads();
+    }
+    // Accumulator layout: d0,d1 at (group, 2*in_group + {0,1}); d2,d3 eight rows below.
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int m = m0 + warp_m + 16 * i + group + (e >= 2 ? 8 : 0);
+                const int n = n0 + warp_n + 8 * j + 2 * in_group + (e % 2);
+                if (m < pixels && n < co) output[(size_t)m * co + n] = acc[i][j][e] + bias[n];
+            }
+}

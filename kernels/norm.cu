@@ -1,0 +1,80 @@
+// InstanceNorm over NHWC activations: per (image, channel) mean and biased variance over H x W,
+// eps 1e-5, fused with the affine transform and with the ReLU or residual add that follows it.
+// Partial sums are written per pixel segment and reduced in a fixed order (no atomics), so
+// results are identical from run to run, as the byte-identical mpirun outputs need.
+// Needs common.cuh, which the engine prepends.
+
+#define NORM_THREADS 256
+
+// Grid (segments, batch). Thread t accumulates channel t % c over every (256 / c)-th pixel of
+// its block's segment in double; the block then sums its lanes in order and writes
+// partial[b][segment][0..c) (sums) and partial[b][segment][c..2c) (sums of squares).
+extern "C" __global__ void __launch_bounds__(NORM_THREADS) norm_partial_sums(
+    const float* __restrict__ x, double* __restrict__ partial, int hw, int c, int segment_pixels) {
+    __shared__ double sums[NORM_THREADS];
+    __shared__ double squares[NORM_THREADS];
+    const int b = blockIdx.y, segment = blockIdx.x, segments = gridDim.x;
+    const int lanes = NORM_THREADS / c;
+    const int ch = threadIdx.x % c, lane = threadIdx.x / c;
+    double s = 0.0, q = 0.0;
+    if (lane < lanes) {
+        const int start = segment * segment_pixels;
+        const int end = min(start + segment_pixels, hw);
+        const float* image = x + (size_t)b * hw * c;
+        for (int p = start + lane; p < end; p += lanes) {
+            const double v = image[(size_t)p * c + ch];
+            s += v;
+            q += v * v;
+        }
+    }
+    sums[threadIdx.x] = s;
+    squares[threadIdx.x] = q;
+    __syncthreads();
+    if (threadIdx.x < c) {
+        double total = 0.0, total_sq = 0.0;
+        for (int l = 0; l < lanes; ++l) {
+            total += sums[l * c + threadIdx.x];
+            total_sq += squares[l * c + threadIdx.x];
+        }
+        double* out = partial + ((size_t)b * segments + segment) * 2 * c;
+        out[threadIdx.x] = total;
+        out[c + threadIdx.x] = total_sq;
+    }
+}
+
+// One thread per (image, channel): sums the segments in order and turns mean and variance into
+// scale = gamma / sqrt(var + eps) and shift = beta - mean * scale.
+extern "C" __global__ void norm_finalize(
+    const double* __restrict__ partial, const float* __restrict__ gamma,
+    const float* __restrict__ beta, float* __restrict__ scale_shift,
+    int batch, int segments, int hw, int c) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= batch * c) return;
+    const int b = i / c, ch = i % c;
+    double s = 0.0, q = 0.0;
+    for (int seg = 0; seg < segments; ++seg) {
+        const double* p = partial + ((size_t)b * segments + seg) * 2 * c;
+        s += p[ch];
+        q += p[c + ch];
+    }
+    const double mean = s / hw;
+    const double variance = fmax(q / hw - mean * mean, 0.0);
+    const double scale = gamma[ch] / sqrt(variance + 1e-5);
+    scale_shift[2 * i] = (float)scale;
+    scale_shift[2 * i + 1] = (float)(beta[ch] - mean * scale);
+}
+
+// y = x * scale + shift, then ReLU (mode 1) or + residual (mode 2), in place.
+extern "C" __global__ void norm_apply(
+    float* __restrict__ x, const float* __restrict__ scale_shift,
+    const float* __restrict__ residual, size_t count, int hw, int c, int mode) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= count) return;
+    const int ch = (int)(i % c);
+    const size_t b = i / ((size_t)hw * c);
+    const float* ss = scale_shift + 2 * (b * c + ch);
+    float y = fmaf(x[i], ss[0], ss[1]);
+    if (mode == 1) y = fmaxf(y, 0.f);
+    if (mode == 2) y += residual[i];
+    x[i] = y;
+}

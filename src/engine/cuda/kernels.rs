@@ -1,0 +1,285 @@
+//! The CUDA kernels: sources embedded in the binary (kernels/*.cu), compiled with NVRTC at run
+//! time for the GPU's own architecture, and cached on disk so that ranks do not recompile at
+//! every start. Also the offline check that every kernel compiles for given architectures, with
+//! the registers and spills ptxas reports, which CI runs without a GPU.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Helpers every kernel source includes; NVRTC gets one self-contained source per family.
+const COMMON: &str = include_str!("../../../kernels/common.cuh");
+
+/// The kernel families: (file, source, kernel names).
+pub const FAMILIES: [(&str, &str, &[&str]); 3] = [
+    (
+        "conv.cu",
+        include_str!("../../../kernels/conv.cu"),
+        &["conv2d_f32", "conv2d_bf16_tc"],
+    ),
+    (
+        "norm.cu",
+        include_str!("../../../kernels/norm.cu"),
+        &["norm_partial_sums", "norm_finalize", "norm_apply"],
+    ),
+    (
+        "frame.cu",
+        include_str!("../../../kernels/frame.cu"),
+        &["rgb8_to_f32", "f32_to_rgb8", "crop_f32"],
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("NVRTC (libnvrtc.so.12), which compiles stylemill's CUDA kernels, was not found; install the CUDA toolkit or `pip install nvidia-cuda-nvrtc-cu12`, then put its lib directory on LD_LIBRARY_PATH or in STYLEMILL_NVRTC_DIR")]
+    NvrtcMissing,
+    #[error("kernel source {file} does not compile for {arch}: {log}")]
+    Compile {
+        file: String,
+        arch: String,
+        log: String,
+    },
+    #[error("ptxas failed on {file} for {arch}: {detail}")]
+    Ptxas {
+        file: String,
+        arch: String,
+        detail: String,
+    },
+}
+
+/// The source NVRTC compiles for a family: the shared helpers, then the family's kernels.
+pub fn full_source(source: &str) -> String {
+    format!("{COMMON}\n{source}")
+}
+
+/// Makes NVRTC loadable: from the usual library path, or else from `STYLEMILL_NVRTC_DIR`, which
+/// is loaded by full path so that cudarc's later lookup by name finds the loaded library.
+pub fn ensure_nvrtc() -> Result<(), KernelError> {
+    // SAFETY: probing for a shared library runs only its initialisers, which NVRTC's are.
+    if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Ok(());
+    }
+    let dir = std::env::var_os("STYLEMILL_NVRTC_DIR").ok_or(KernelError::NvrtcMissing)?;
+    for name in ["libnvrtc.so.12", "libnvrtc.so"] {
+        let path = Path::new(&dir).join(name);
+        // SAFETY: as above; the library stays loaded for the life of the process.
+        if let Ok(library) = unsafe { libloading::Library::new(&path) } {
+            std::mem::forget(library);
+            log::debug!("NVRTC loaded from {}", path.display());
+            return Ok(());
+        }
+    }
+    Err(KernelError::NvrtcMissing)
+}
+
+/// NVRTC's name for an architecture such as `sm_90`.
+fn static_arch(arch: &str) -> &'static str {
+    match arch {
+        "sm_80" => "sm_80",
+        "sm_86" => "sm_86",
+        "sm_89" => "sm_89",
+        "sm_90" => "sm_90",
+        "sm_100" => "sm_100",
+        "sm_120" => "sm_120",
+        other => Box::leak(other.to_string().into_boxed_str()),
+    }
+}
+
+/// Compiles one family to PTX for `arch` (`sm_90`, ...).
+pub fn compile(file: &str, source: &str, arch: &str) -> Result<String, KernelError> {
+    ensure_nvrtc()?;
+    let options = cudarc::nvrtc::CompileOptions {
+        arch: Some(static_arch(arch)),
+        name: Some(file.to_string()),
+        options: vec!["--std=c++17".into()],
+        ..Default::default()
+    };
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(full_source(source), options).map_err(|e| {
+        let log = match &e {
+            cudarc::nvrtc::CompileError::CompileError { log, .. } => {
+                log.to_string_lossy().into_owned()
+            }
+            other => format!("{other:?}"),
+        };
+        KernelError::Compile {
+            file: file.to_string(),
+            arch: arch.to_string(),
+            log,
+        }
+    })?;
+    Ok(ptx.to_src())
+}
+
+/// Where compiled kernels are cached: `$STYLEMILL_KERNEL_CACHE`, else `$XDG_CACHE_HOME` or
+/// `~/.cache`, under `stylemill/kernels`.
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("STYLEMILL_KERNEL_CACHE") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("stylemill/kernels"))
+}
+
+/// A stable fingerprint of a source and architecture (FNV-1a), naming the cache entry.
+fn fingerprint(source: &str, arch: &str) -> u64 {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for byte in source
+        .bytes()
+        .chain(arch.bytes())
+        .chain(env!("CARGO_PKG_VERSION").bytes())
+    {
+        hash ^= byte as u64;
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    hash
+}
+
+/// PTX for a family, from the disk cache or compiled (and then cached, written atomically so
+/// that ranks starting together never read a half-written entry).
+pub fn cached_ptx(file: &str, source: &str, arch: &str) -> Result<String, KernelError> {
+    let entry = cache_dir().map(|dir| {
+        dir.join(format!(
+            "{file}-{arch}-{:016x}.ptx",
+            fingerprint(source, arch)
+        ))
+    });
+    if let Some(ptx) = entry
+        .as_ref()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+    {
+        log::debug!("kernels {file} for {arch} from the cache");
+        return Ok(ptx);
+    }
+    let ptx = compile(file, source, arch)?;
+    if let Some(path) = entry {
+        let written = path
+            .parent()
+            .map(std::fs::create_dir_all)
+            .and_then(Result::ok)
+            .and_then(|_| {
+                let staged = tempfile::NamedTempFile::new_in(path.parent()?).ok()?;
+                std::fs::write(staged.path(), &ptx).ok()?;
+                staged.persist(&path).ok()
+            });
+        if written.is_none() {
+            log::warn!("cannot cache compiled kernels in {}", path.display());
+        }
+    }
+    Ok(ptx)
+}
+
+/// What ptxas reports for one kernel.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct KernelResources {
+    pub kernel: String,
+    pub registers: u32,
+    pub spill_stores: u32,
+    pub spill_loads: u32,
+}
+
+/// Runs `ptxas -v` on PTX for `arch` and parses each kernel's registers and spills.
+pub fn ptxas_report(
+    ptxas: &Path,
+    file: &str,
+    ptx: &str,
+    arch: &str,
+) -> Result<Vec<KernelResources>, KernelError> {
+    let failure = |detail: String| KernelError::Ptxas {
+        file: file.to_string(),
+        arch: arch.to_string(),
+        detail,
+    };
+    let dir = tempfile::tempdir().map_err(|e| failure(e.to_string()))?;
+    let input = dir.path().join("kernels.ptx");
+    std::fs::write(&input, ptx).map_err(|e| failure(e.to_string()))?;
+    let output = Command::new(ptxas)
+        .args(["-v", &format!("-arch={arch}"), "-o"])
+        .arg(dir.path().join("kernels.cubin"))
+        .arg(&input)
+        .output()
+        .map_err(|e| failure(e.to_string()))?;
+    let log = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        return Err(failure(log.into_owned()));
+    }
+    Ok(parse_ptxas(&log))
+}
+
+/// Parses `ptxas -v` output: "Compiling entry function 'NAME'", then lines with
+/// "N bytes spill stores, M bytes spill loads" and "Used R registers".
+fn parse_ptxas(log: &str) -> Vec<KernelResources> {
+    let number_before = |line: &str, word: &str| -> Option<u32> {
+        let end = line.find(word)?;
+        line[..end].split_whitespace().last()?.parse().ok()
+    };
+    let mut kernels: Vec<KernelResources> = Vec::new();
+    for line in log.lines() {
+        if let Some(start) = line.find("Compiling entry function '") {
+            let name = &line[start + 26..];
+            kernels.push(KernelResources {
+                kernel: name
+                    .trim_end_matches(['\'', ' '])
+                    .split('\'')
+                    .next()
+                    .unwrap_or(name)
+                    .to_string(),
+                registers: 0,
+                spill_stores: 0,
+                spill_loads: 0,
+            });
+        } else if let Some(current) = kernels.last_mut() {
+            if let Some(n) = number_before(line, "bytes spill stores") {
+                current.spill_stores = n;
+            }
+            if let Some(n) = number_before(line, "bytes spill loads") {
+                current.spill_loads = n;
+            }
+            if let Some(n) = number_before(line, "registers") {
+                current.registers = n;
+            }
+        }
+    }
+    kernels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ptxas_output_is_parsed_per_kernel() {
+        let log = "ptxas info    : 0 bytes gmem\n\
+ptxas info    : Compiling entry function 'conv2d_f32' for 'sm_90'\n\
+ptxas info    : Function properties for conv2d_f32\n\
+    8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads\n\
+ptxas info    : Used 96 registers, 8704 bytes smem, 440 bytes cmem[0]\n\
+ptxas info    : Compiling entry function 'norm_apply' for 'sm_90'\n\
+ptxas info    : Used 12 registers, 400 bytes cmem[0]\n";
+        let kernels = parse_ptxas(log);
+        assert_eq!(
+            kernels,
+            vec![
+                KernelResources {
+                    kernel: "conv2d_f32".into(),
+                    registers: 96,
+                    spill_stores: 4,
+                    spill_loads: 12
+                },
+                KernelResources {
+                    kernel: "norm_apply".into(),
+                    registers: 12,
+                    spill_stores: 0,
+                    spill_loads: 0
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_cache_key_changes_with_the_source_and_the_architecture() {
+        assert_ne!(fingerprint("a", "sm_90"), fingerprint("b", "sm_90"));
+        assert_ne!(fingerprint("a", "sm_80"), fingerprint("a", "sm_90"));
+        assert_eq!(fingerprint("a", "sm_90"), fingerprint("a", "sm_90"));
+    }
+}

@@ -1,0 +1,741 @@
+//! The CUDA engine: the style network on NVIDIA GPUs with stylemill's own kernels (no cuDNN,
+//! no cuBLAS), loaded with cudarc. Activations stay NHWC f32 on the device; convolutions are
+//! implicit GEMMs (fp32, or BF16 tensor cores for `--precision fast`), InstanceNorm is a
+//! deterministic two-stage reduction fused with its ReLU or residual add, and frames are
+//! converted to and from 8-bit on the GPU. Frames are processed in batches through pinned host
+//! buffers.
+
+pub mod kernels;
+
+use super::{check_frame_size, EngineError, Precision};
+use crate::frame::{Frame, FrameSize};
+use crate::model::{Conv, Norm, TransformerNet};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg,
+};
+use std::sync::Arc;
+
+/// Channels of the widest activation (the full-resolution 32-channel maps).
+const WIDEST_CHANNELS: usize = 32;
+/// Pixels of an InstanceNorm partial-sum segment.
+const NORM_SEGMENT: usize = 2048;
+const NORM_THREADS: u32 = 256;
+const ELEMENTWISE_THREADS: u32 = 256;
+
+fn cuda_error(ordinal: usize) -> impl Fn(cudarc::driver::DriverError) -> EngineError {
+    move |e| EngineError::Cuda {
+        ordinal,
+        detail: e.to_string(),
+    }
+}
+
+struct Functions {
+    conv_f32: CudaFunction,
+    conv_tensor_cores: CudaFunction,
+    norm_partial_sums: CudaFunction,
+    norm_finalize: CudaFunction,
+    norm_apply: CudaFunction,
+    rgb8_to_f32: CudaFunction,
+    f32_to_rgb8: CudaFunction,
+    crop_f32: CudaFunction,
+}
+
+struct DeviceConv {
+    conv: Conv,
+    /// Packed [ky][kx][ci][co].
+    weights: CudaSlice<f32>,
+    bias: CudaSlice<f32>,
+    tensor_cores: bool,
+}
+
+struct DeviceNorm {
+    gamma: CudaSlice<f32>,
+    beta: CudaSlice<f32>,
+}
+
+/// Device buffers, reallocated only when a batch needs more than they hold.
+struct Work {
+    capacity_pixels: usize,
+    frames_u8: CudaSlice<u8>,
+    input: CudaSlice<f32>,
+    a: CudaSlice<f32>,
+    b: CudaSlice<f32>,
+    c: CudaSlice<f32>,
+    partial: CudaSlice<f64>,
+    scale_shift: CudaSlice<f32>,
+    host_in: PinnedHostSlice<u8>,
+    host_out: PinnedHostSlice<u8>,
+}
+
+/// Which InstanceNorm epilogue runs (the `mode` of `norm_apply`).
+#[derive(Clone, Copy)]
+enum Then {
+    Relu = 1,
+    AddResidual = 2,
+}
+
+pub struct CudaEngine {
+    ordinal: usize,
+    description: String,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    functions: Functions,
+    layers: Vec<(DeviceConv, Option<DeviceNorm>)>,
+    work: Option<Work>,
+    batch: usize,
+}
+
+/// Launches one convolution of `batch` NHWC maps of `h` x `w`; returns the output size.
+#[allow(clippy::too_many_arguments)]
+fn launch_conv(
+    stream: &Arc<CudaStream>,
+    f: &Functions,
+    layer: &DeviceConv,
+    src: &CudaSlice<f32>,
+    dst: &mut CudaSlice<f32>,
+    batch: usize,
+    h: usize,
+    w: usize,
+    ordinal: usize,
+) -> Result<(usize, usize), EngineError> {
+    let conv = &layer.conv;
+    let (oh, ow) = (conv.output_size(h), conv.output_size(w));
+    let pixels = batch * oh * ow;
+    let (function, threads) = if layer.tensor_cores {
+        (&f.conv_tensor_cores, 128)
+    } else {
+        (&f.conv_f32, 256)
+    };
+    let config = LaunchConfig {
+        grid_dim: (
+            pixels.div_ceil(64) as u32,
+            conv.out_channels.div_ceil(64) as u32,
+            1,
+        ),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let ints = [
+        batch,
+        h,
+        w,
+        conv.in_channels,
+        oh,
+        ow,
+        conv.out_channels,
+        conv.kernel,
+        conv.stride,
+        conv.padding(),
+        conv.upsample as usize,
+    ]
+    .map(|v| v as i32);
+    let mut launch = stream.launch_builder(function);
+    launch
+        .arg(src)
+        .arg(&layer.weights)
+        .arg(&layer.bias)
+        .arg(dst);
+    for value in &ints {
+        launch.arg(value);
+    }
+    // SAFETY: the arguments match conv2d_*'s signature and the buffers hold the shapes.
+    unsafe { launch.launch(config) }.map_err(cuda_error(ordinal))?;
+    Ok((oh, ow))
+}
+
+/// Launches InstanceNorm (partial sums, finalize, apply) on `batch` NHWC maps, in place.
+#[allow(clippy::too_many_arguments)]
+fn launch_norm(
+    stream: &Arc<CudaStream>,
+    f: &Functions,
+    norm: &DeviceNorm,
+    x: &mut CudaSlice<f32>,
+    residual: Option<&CudaSlice<f32>>,
+    partial: &mut CudaSlice<f64>,
+    scale_shift: &mut CudaSlice<f32>,
+    batch: usize,
+    h: usize,
+    w: usize,
+    channels: usize,
+    ordinal: usize,
+) -> Result<(), EngineError> {
+    let error = cuda_error(ordinal);
+    let hw = h * w;
+    let segments = hw.div_ceil(NORM_SEGMENT);
+    let (hw_i, c_i, seg_i, batch_i, segments_i) = (
+        hw as i32,
+        channels as i32,
+        NORM_SEGMENT as i32,
+        batch as i32,
+        segments as i32,
+    );
+    let mut sums = stream.launch_builder(&f.norm_partial_sums);
+    sums.arg(&*x)
+        .arg(&mut *partial)
+        .arg(&hw_i)
+        .arg(&c_i)
+        .arg(&seg_i);
+    // SAFETY: argument lists match the kernels in norm.cu; buffers are sized for them.
+    unsafe {
+        sums.launch(LaunchConfig {
+            grid_dim: (segments as u32, batch as u32, 1),
+            block_dim: (NORM_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        })
+    }
+    .map_err(&error)?;
+    let mut finalize = stream.launch_builder(&f.norm_finalize);
+    finalize
+        .arg(&*partial)
+        .arg(&norm.gamma)
+        .arg(&norm.beta)
+        .arg(&mut *scale_shift)
+        .arg(&batch_i)
+        .arg(&segments_i)
+        .arg(&hw_i)
+        .arg(&c_i);
+    // SAFETY: as above.
+    unsafe { finalize.launch(LaunchConfig::for_num_elems((batch * channels) as u32)) }
+        .map_err(&error)?;
+    let count = batch * hw * channels;
+    let mode = if residual.is_some() {
+        Then::AddResidual
+    } else {
+        Then::Relu
+    } as i32;
+    let mut apply = stream.launch_builder(&f.norm_apply);
+    apply
+        .arg(&mut *x)
+        .arg(&*scale_shift)
+        .arg(residual.unwrap_or(&*scale_shift))
+        .arg(&count)
+        .arg(&hw_i)
+        .arg(&c_i)
+        .arg(&mode);
+    // SAFETY: as above.
+    unsafe {
+        apply.launch(LaunchConfig {
+            grid_dim: (blocks(count, ELEMENTWISE_THREADS), 1, 1),
+            block_dim: (ELEMENTWISE_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        })
+    }
+    .map_err(&error)?;
+    Ok(())
+}
+
+/// Packs OIHW weights as [ky][kx][ci][co], the GEMM's K x Co operand.
+fn pack_weights(conv: &Conv) -> Vec<f32> {
+    let (ci, co, k) = (conv.in_channels, conv.out_channels, conv.kernel);
+    let mut packed = vec![0.0; k * k * ci * co];
+    for o in 0..co {
+        for i in 0..ci {
+            for ky in 0..k {
+                for kx in 0..k {
+                    packed[((ky * k + kx) * ci + i) * co + o] =
+                        conv.weight[((o * ci + i) * k + ky) * k + kx];
+                }
+            }
+        }
+    }
+    packed
+}
+
+fn blocks(count: usize, threads: u32) -> u32 {
+    count.div_ceil(threads as usize) as u32
+}
+
+impl CudaEngine {
+    /// Loads the network on GPU `ordinal`, compiling (or loading cached) kernels for it.
+    pub fn new(
+        net: &TransformerNet,
+        ordinal: usize,
+        precision: Precision,
+        batch: usize,
+    ) -> Result<CudaEngine, EngineError> {
+        let error = cuda_error(ordinal);
+        let ctx = CudaContext::new(ordinal).map_err(&error)?;
+        let (major, minor) = ctx.compute_capability().map_err(&error)?;
+        let arch = format!("sm_{major}{minor}");
+        let stream = ctx.default_stream();
+        let mut module_functions = std::collections::HashMap::new();
+        for (file, source, names) in kernels::FAMILIES {
+            let ptx = kernels::cached_ptx(file, source, &arch)?;
+            let module = ctx
+                .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                .map_err(&error)?;
+            for name in names {
+                module_functions.insert(*name, module.load_function(name).map_err(&error)?);
+            }
+        }
+        let mut take = |name: &str| {
+            module_functions
+                .remove(name)
+                .expect("every family's kernels are listed")
+        };
+        let functions = Functions {
+            conv_f32: take("conv2d_f32"),
+            conv_tensor_cores: take("conv2d_bf16_tc"),
+            norm_partial_sums: take("norm_partial_sums"),
+            norm_finalize: take("norm_finalize"),
+            norm_apply: take("norm_apply"),
+            rgb8_to_f32: take("rgb8_to_f32"),
+            f32_to_rgb8: take("f32_to_rgb8"),
+            crop_f32: take("crop_f32"),
+        };
+        // Fast mode keeps the image-facing layers (3 input or output channels) in fp32: they are
+        // a tenth of the work and carry the most visible precision.
+        let upload_conv = |conv: &Conv| -> Result<DeviceConv, EngineError> {
+            Ok(DeviceConv {
+                conv: conv.clone(),
+                weights: stream.clone_htod(&pack_weights(conv)).map_err(&error)?,
+                bias: stream.clone_htod(&conv.bias).map_err(&error)?,
+                tensor_cores: precision == Precision::Fast
+                    && conv.in_channels != 3
+                    && conv.out_channels != 3,
+            })
+        };
+        let upload_norm = |norm: &Norm| -> Result<DeviceNorm, EngineError> {
+            Ok(DeviceNorm {
+                gamma: stream.clone_htod(&norm.weight).map_err(&error)?,
+                beta: stream.clone_htod(&norm.bias).map_err(&error)?,
+            })
+        };
+        let mut layers = vec![
+            (upload_conv(&net.conv1)?, Some(upload_norm(&net.in1)?)),
+            (upload_conv(&net.conv2)?, Some(upload_norm(&net.in2)?)),
+            (upload_conv(&net.conv3)?, Some(upload_norm(&net.in3)?)),
+        ];
+        for block in &net.res {
+            layers.push((upload_conv(&block.conv1)?, Some(upload_norm(&block.in1)?)));
+            layers.push((upload_conv(&block.conv2)?, Some(upload_norm(&block.in2)?)));
+        }
+        layers.push((upload_conv(&net.deconv1)?, Some(upload_norm(&net.in4)?)));
+        layers.push((upload_conv(&net.deconv2)?, Some(upload_norm(&net.in5)?)));
+        layers.push((upload_conv(&net.deconv3)?, None));
+        let (free, total) = ctx.mem_get_info().map_err(&error)?;
+        let description = format!(
+            "cuda:{ordinal} ({}, {arch}, {:.1} GiB free of {:.1} GiB, {precision:?}, batch {batch})",
+            ctx.name().map_err(&error)?,
+            free as f64 / (1u64 << 30) as f64,
+            total as f64 / (1u64 << 30) as f64,
+        );
+        Ok(CudaEngine {
+            ordinal,
+            description,
+            ctx,
+            stream,
+            functions,
+            layers,
+            work: None,
+            batch: batch.max(1),
+        })
+    }
+
+    /// Device bytes a batch of `frames` frames of `size` needs.
+    fn bytes_needed(size: FrameSize, frames: usize) -> usize {
+        let padded = size.width.div_ceil(4) * 4 * size.height.div_ceil(4) * 4;
+        let activations = 3 * padded * WIDEST_CHANNELS * 4;
+        let io = size.rgb_bytes() * (1 + 4);
+        frames * (activations + io)
+    }
+
+    /// Makes sure the buffers hold a batch of `frames` frames of `size`, checking free memory
+    /// first so that a frame too large gets a clear error instead of an allocation failure.
+    fn reserve(&mut self, size: FrameSize, frames: usize) -> Result<(), EngineError> {
+        let padded_pixels = frames * size.width.div_ceil(4) * 4 * size.height.div_ceil(4) * 4;
+        if self
+            .work
+            .as_ref()
+            .is_some_and(|w| w.capacity_pixels >= padded_pixels)
+        {
+            return Ok(());
+        }
+        let error = cuda_error(self.ordinal);
+        self.work = None;
+        let (free, _) = self.ctx.mem_get_info().map_err(&error)?;
+        let needed = Self::bytes_needed(size, frames);
+        if needed > free {
+            let scale = (free as f64 / needed as f64).sqrt();
+            return Err(EngineError::FrameTooLarge {
+                size,
+                ordinal: self.ordinal,
+                largest: FrameSize {
+                    width: (size.width as f64 * scale) as usize / 4 * 4,
+                    height: (size.height as f64 * scale) as usize / 4 * 4,
+                },
+            });
+        }
+        let activation = padded_pixels * WIDEST_CHANNELS;
+        let segments = (padded_pixels / frames).div_ceil(NORM_SEGMENT);
+        let stream = &self.stream;
+        // SAFETY: pinned buffers are plain bytes, fully written before they are read.
+        let (host_in, host_out) = unsafe {
+            (
+                self.ctx
+                    .alloc_pinned_with_flags::<u8>(frames * size.rgb_bytes(), 0),
+                self.ctx
+                    .alloc_pinned_with_flags::<u8>(frames * size.rgb_bytes(), 0),
+            )
+        };
+        self.work = Some(Work {
+            capacity_pixels: padded_pixels,
+            frames_u8: stream.alloc_zeros(padded_pixels * 3).map_err(&error)?,
+            input: stream.alloc_zeros(padded_pixels * 3).map_err(&error)?,
+            a: stream.alloc_zeros(activation).map_err(&error)?,
+            b: stream.alloc_zeros(activation).map_err(&error)?,
+            c: stream.alloc_zeros(activation).map_err(&error)?,
+            partial: stream
+                .alloc_zeros(frames * segments * 2 * 128)
+                .map_err(&error)?,
+            scale_shift: stream.alloc_zeros(frames * 2 * 128).map_err(&error)?,
+            host_in: host_in.map_err(&error)?,
+            host_out: host_out.map_err(&error)?,
+        });
+        Ok(())
+    }
+
+    /// Runs the network on the frames already converted into `work.input`; the output (before
+    /// cropping) is left in `work.c`. Returns its height and width.
+    fn run_network(
+        &mut self,
+        batch: usize,
+        size: FrameSize,
+    ) -> Result<(usize, usize), EngineError> {
+        let work = self.work.as_mut().expect("reserved");
+        let Work {
+            input,
+            a,
+            b,
+            c,
+            partial,
+            scale_shift,
+            ..
+        } = work;
+        let (mut h, mut w) = (size.height, size.width);
+        let stream = &self.stream;
+        let f = &self.functions;
+        let ordinal = self.ordinal;
+        let launch_conv = |layer: &DeviceConv,
+                           src: &CudaSlice<f32>,
+                           dst: &mut CudaSlice<f32>,
+                           h: usize,
+                           w: usize| {
+            launch_conv(stream, f, layer, src, dst, batch, h, w, ordinal)
+        };
+        let launch_norm = |norm: &DeviceNorm,
+                           x: &mut CudaSlice<f32>,
+                           residual: Option<&CudaSlice<f32>>,
+                           partial: &mut CudaSlice<f64>,
+                           scale_shift: &mut CudaSlice<f32>,
+                           h: usize,
+                           w: usize,
+                           channels: usize| {
+            launch_norm(
+                stream,
+                f,
+                norm,
+                x,
+                residual,
+                partial,
+                scale_shift,
+                batch,
+                h,
+                w,
+                channels,
+                ordinal,
+            )
+        };
+        let layers = &self.layers;
+        // Head: input -> a -> b -> a.
+        let (layer, norm) = &layers[0];
+        (h, w) = launch_conv(layer, input, a, h, w)?;
+        launch_norm(
+            norm.as_ref().expect("head has norms"),
+            a,
+            None,
+            partial,
+            scale_shift,
+            h,
+            w,
+            layer.conv.out_channels,
+        )?;
+        let (layer, norm) = &layers[1];
+        (h, w) = launch_conv(layer, a, b, h, w)?;
+        launch_norm(
+            norm.as_ref().expect("head has norms"),
+            b,
+            None,
+            partial,
+            scale_shift,
+            h,
+            w,
+            layer.conv.out_channels,
+        )?;
+        let (layer, norm) = &layers[2];
+        (h, w) = launch_conv(layer, b, a, h, w)?;
+        launch_norm(
+            norm.as_ref().expect("head has norms"),
+            a,
+            None,
+            partial,
+            scale_shift,
+            h,
+            w,
+            layer.conv.out_channels,
+        )?;
+        // Residual blocks: a = a + in2(conv2(relu(in1(conv1(a))))).
+        let residual_layers = &layers[3..layers.len() - 3];
+        for pair in residual_layers.chunks_exact(2) {
+            let ((conv1, in1), (conv2, in2)) = (&pair[0], &pair[1]);
+            launch_conv(conv1, a, b, h, w)?;
+            launch_norm(
+                in1.as_ref().expect("norm"),
+                b,
+                None,
+                partial,
+                scale_shift,
+                h,
+                w,
+                conv1.conv.out_channels,
+            )?;
+            launch_conv(conv2, b, c, h, w)?;
+            launch_norm(
+                in2.as_ref().expect("norm"),
+                c,
+                Some(a),
+                partial,
+                scale_shift,
+                h,
+                w,
+                conv2.conv.out_channels,
+            )?;
+            std::mem::swap(a, c);
+        }
+        let n = layers.len();
+        let (layer, norm) = &layers[n - 3];
+        (h, w) = launch_conv(layer, a, b, h, w)?;
+        launch_norm(
+            norm.as_ref().expect("norm"),
+            b,
+            None,
+            partial,
+            scale_shift,
+            h,
+            w,
+            layer.conv.out_channels,
+        )?;
+        let (layer, norm) = &layers[n - 2];
+        (h, w) = launch_conv(layer, b, a, h, w)?;
+        launch_norm(
+            norm.as_ref().expect("norm"),
+            a,
+            None,
+            partial,
+            scale_shift,
+            h,
+            w,
+            layer.conv.out_channels,
+        )?;
+        let (layer, _) = &layers[n - 1];
+        (h, w) = launch_conv(layer, a, c, h, w)?;
+        Ok((h, w))
+    }
+
+    /// Uploads frames (all of one size) and converts them to f32 on the device.
+    fn upload(&mut self, frames: &[&Frame]) -> Result<(), EngineError> {
+        let error = cuda_error(self.ordinal);
+        let work = self.work.as_mut().expect("reserved");
+        let bytes = frames[0].size.rgb_bytes();
+        let host = work.host_in.as_mut_slice().map_err(&error)?;
+        for (i, frame) in frames.iter().enumerate() {
+            host[i * bytes..(i + 1) * bytes].copy_from_slice(&frame.data);
+        }
+        let count = frames.len() * bytes;
+        self.stream
+            .memcpy_htod(
+                &work.host_in.as_slice().map_err(&error)?[..count],
+                &mut work.frames_u8.slice_mut(..count),
+            )
+            .map_err(&error)?;
+        let mut launch = self.stream.launch_builder(&self.functions.rgb8_to_f32);
+        launch.arg(&work.frames_u8).arg(&mut work.input).arg(&count);
+        // SAFETY: matches rgb8_to_f32(src, dst, count).
+        unsafe {
+            launch.launch(LaunchConfig {
+                grid_dim: (blocks(count, ELEMENTWISE_THREADS), 1, 1),
+                block_dim: (ELEMENTWISE_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            })
+        }
+        .map_err(&error)?;
+        Ok(())
+    }
+
+    /// Frames of one size through the network; 8-bit frames back.
+    fn stylize_same_size(&mut self, frames: &[&Frame]) -> Result<Vec<Frame>, EngineError> {
+        let size = frames[0].size;
+        check_frame_size(size)?;
+        self.reserve(size, frames.len())?;
+        self.upload(frames)?;
+        let (out_h, out_w) = self.run_network(frames.len(), size)?;
+        let error = cuda_error(self.ordinal);
+        let work = self.work.as_mut().expect("reserved");
+        let count = frames.len() * size.rgb_bytes();
+        let ints = [frames.len(), out_h, out_w, size.height, size.width].map(|v| v as i32);
+        let mut launch = self.stream.launch_builder(&self.functions.f32_to_rgb8);
+        launch.arg(&work.c).arg(&mut work.frames_u8);
+        for value in &ints {
+            launch.arg(value);
+        }
+        // SAFETY: matches f32_to_rgb8(src, dst, batch, src_h, src_w, h, w).
+        unsafe {
+            launch.launch(LaunchConfig {
+                grid_dim: (blocks(count, ELEMENTWISE_THREADS), 1, 1),
+                block_dim: (ELEMENTWISE_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            })
+        }
+        .map_err(&error)?;
+        let host = work.host_out.as_mut_slice().map_err(&error)?;
+        self.stream
+            .memcpy_dtoh(&work.frames_u8.slice(..count), &mut host[..count])
+            .map_err(&error)?;
+        self.stream.synchronize().map_err(&error)?;
+        let host = work.host_out.as_slice().map_err(&error)?;
+        Ok(host[..count]
+            .chunks_exact(size.rgb_bytes())
+            .map(|data| Frame::new(size, data.to_vec()))
+            .collect())
+    }
+}
+
+/// Single layers on the GPU, for checking each kernel against the CPU engine's layer.
+impl CudaEngine {
+    /// One convolution of an HWC map (batch 1) with `conv`, in this engine's precision.
+    pub fn run_conv(
+        &mut self,
+        conv: &Conv,
+        input: &[f32],
+        height: usize,
+        width: usize,
+    ) -> Result<(Vec<f32>, usize, usize), EngineError> {
+        let error = cuda_error(self.ordinal);
+        let stream = &self.stream;
+        let source = stream.clone_htod(input).map_err(&error)?;
+        let (oh, ow) = (conv.output_size(height), conv.output_size(width));
+        let mut output = stream
+            .alloc_zeros::<f32>(oh * ow * conv.out_channels)
+            .map_err(&error)?;
+        let layer = DeviceConv {
+            conv: conv.clone(),
+            weights: stream.clone_htod(&pack_weights(conv)).map_err(&error)?,
+            bias: stream.clone_htod(&conv.bias).map_err(&error)?,
+            tensor_cores: self.layers[3].0.tensor_cores,
+        };
+        launch_conv(
+            stream,
+            &self.functions,
+            &layer,
+            &source,
+            &mut output,
+            1,
+            height,
+            width,
+            self.ordinal,
+        )?;
+        Ok((stream.clone_dtoh(&output).map_err(&error)?, oh, ow))
+    }
+
+    /// InstanceNorm with a ReLU, or with `residual` added, of an HWC map (batch 1).
+    pub fn run_instance_norm(
+        &mut self,
+        norm: &Norm,
+        input: &[f32],
+        height: usize,
+        width: usize,
+        residual: Option<&[f32]>,
+    ) -> Result<Vec<f32>, EngineError> {
+        let error = cuda_error(self.ordinal);
+        let stream = &self.stream;
+        let channels = norm.weight.len();
+        let mut map = stream.clone_htod(input).map_err(&error)?;
+        let skip = residual
+            .map(|r| stream.clone_htod(r))
+            .transpose()
+            .map_err(&error)?;
+        let device_norm = DeviceNorm {
+            gamma: stream.clone_htod(&norm.weight).map_err(&error)?,
+            beta: stream.clone_htod(&norm.bias).map_err(&error)?,
+        };
+        let segments = (height * width).div_ceil(NORM_SEGMENT);
+        let mut partial = stream
+            .alloc_zeros::<f64>(segments * 2 * channels)
+            .map_err(&error)?;
+        let mut scale_shift = stream.alloc_zeros::<f32>(2 * channels).map_err(&error)?;
+        launch_norm(
+            stream,
+            &self.functions,
+            &device_norm,
+            &mut map,
+            skip.as_ref(),
+            &mut partial,
+            &mut scale_shift,
+            1,
+            height,
+            width,
+            channels,
+            self.ordinal,
+        )?;
+        stream.clone_dtoh(&map).map_err(&error)
+    }
+}
+
+impl super::Engine for CudaEngine {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch
+    }
+
+    fn forward(&mut self, frame: &Frame) -> Result<Vec<f32>, EngineError> {
+        check_frame_size(frame.size)?;
+        self.reserve(frame.size, 1)?;
+        self.upload(&[frame])?;
+        let (out_h, out_w) = self.run_network(1, frame.size)?;
+        let error = cuda_error(self.ordinal);
+        let work = self.work.as_mut().expect("reserved");
+        let count = frame.size.rgb_bytes();
+        let ints = [1, out_h, out_w, frame.size.height, frame.size.width].map(|v| v as i32);
+        let mut launch = self.stream.launch_builder(&self.functions.crop_f32);
+        launch.arg(&work.c).arg(&mut work.input);
+        for value in &ints {
+            launch.arg(value);
+        }
+        // SAFETY: matches crop_f32(src, dst, batch, src_h, src_w, h, w).
+        unsafe {
+            launch.launch(LaunchConfig {
+                grid_dim: (blocks(count, ELEMENTWISE_THREADS), 1, 1),
+                block_dim: (ELEMENTWISE_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            })
+        }
+        .map_err(&error)?;
+        let output = self
+            .stream
+            .clone_dtoh(&work.input.slice(..count))
+            .map_err(&error)?;
+        Ok(output)
+    }
+
+    fn stylize_batch(&mut self, frames: &[Frame]) -> Result<Vec<Frame>, EngineError> {
+        let mut out = Vec::with_capacity(frames.len());
+        for group in frames.chunk_by(|a, b| a.size == b.size) {
+            let refs: Vec<&Frame> = group.iter().collect();
+            out.extend(self.stylize_same_size(&refs)?);
+        }
+        Ok(out)
+    }
+}
