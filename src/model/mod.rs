@@ -298,6 +298,18 @@ impl TransformerNet {
         all
     }
 
+    /// Multiply-adds of one forward pass on a `height` x `width` frame (about 154k per pixel).
+    pub fn multiply_adds(&self, height: usize, width: usize) -> u64 {
+        let (mut h, mut w) = (height, width);
+        let mut total = 0u64;
+        for conv in self.convolutions() {
+            (h, w) = (conv.output_size(h), conv.output_size(w));
+            let per_pixel = conv.out_channels * conv.in_channels * conv.kernel * conv.kernel;
+            total += (h * w * per_pixel) as u64;
+        }
+        total
+    }
+
     /// The network's output size for a `height` x `width` input: 4*ceil(h/4) x 4*ceil(w/4).
     pub fn output_size(&self, height: usize, width: usize) -> (usize, usize) {
         let through = |size: usize| {
@@ -306,5 +318,18 @@ impl TransformerNet {
                 .fold(size, |s, conv| conv.output_size(s))
         };
         (through(height), through(width))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_network_costs_about_154k_multiply_adds_per_pixel() {
+        let net = styles::load_style("mosaic").unwrap();
+        let per_pixel = net.multiply_adds(1080, 1920) as f64 / (1920.0 * 1080.0);
+        assert!((per_pixel - 153_792.0).abs() < 1.0, "{per_pixel}");
+        assert_eq!(net.output_size(53, 67), (56, 68));
     }
 }
