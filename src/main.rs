@@ -27,6 +27,15 @@ enum Command {
     Image(ImageArgs),
     /// List the shipped styles.
     Styles,
+    /// Compile the CUDA kernels into the on-disk cache (for this node's GPUs, or --arch).
+    Kernels(KernelArgs),
+}
+
+#[derive(Args)]
+struct KernelArgs {
+    /// Architectures such as sm_80,sm_90 (default: those of this node's GPUs).
+    #[arg(long, value_delimiter = ',')]
+    arch: Vec<String>,
 }
 
 #[derive(Args)]
@@ -115,6 +124,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Run(args) => run(args),
+        Command::Kernels(args) => match stylemill::engine::cuda::kernels::warm_cache(&args.arch) {
+            Ok(entries) => {
+                for (file, arch, path) in entries {
+                    println!("{file} for {arch}: {}", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error),
+        },
     }
 }
 

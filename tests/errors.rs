@@ -288,3 +288,46 @@ fn a_gpu_requested_where_there_is_no_cuda_driver() {
         assert_refused(&args, "--device cuda: no CUDA driver (libcuda.so.1) was found; install the NVIDIA driver, or use --device cpu", s.dir.path());
     }
 }
+
+#[test]
+fn kernels_without_nvrtc_say_how_to_get_it() {
+    let s = Scratch::new();
+    let output = std::process::Command::new(bin())
+        .args(["kernels", "--arch", "sm_90"])
+        .env_remove("STYLEMILL_NVRTC_DIR")
+        .env("LD_LIBRARY_PATH", s.dir.path())
+        .env("STYLEMILL_KERNEL_CACHE", s.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if std::path::Path::new("/usr/local/cuda").exists() {
+        return; // a CUDA toolkit on the library path provides NVRTC here
+    }
+    assert!(!output.status.success());
+    assert!(stderr.contains("NVRTC (libnvrtc.so.12), which compiles stylemill's CUDA kernels, was not found; install the CUDA toolkit or `pip install nvidia-cuda-nvrtc-cu12`"), "{stderr}");
+}
+
+#[test]
+fn kernels_are_compiled_into_the_cache() {
+    let s = Scratch::new();
+    let nvrtc = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/cuda-tools/nvidia/cuda_nvrtc/lib");
+    let output = std::process::Command::new(bin())
+        .args(["kernels", "--arch", "sm_80,sm_90"])
+        .env("STYLEMILL_NVRTC_DIR", nvrtc)
+        .env("STYLEMILL_KERNEL_CACHE", s.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let cached = names_in(s.dir.path());
+    assert_eq!(
+        cached.len(),
+        6,
+        "three families for two architectures: {cached:?}"
+    );
+    assert!(cached.iter().any(|n| n.starts_with("conv.cu-sm_90-")));
+}

@@ -38,6 +38,8 @@ pub enum KernelError {
         arch: String,
         log: String,
     },
+    #[error("no GPU architecture to compile for: {0}; name one with --arch, such as --arch sm_90")]
+    NoArchitecture(String),
     #[error("ptxas failed on {file} for {arch}: {detail}")]
     Ptxas {
         file: String,
@@ -133,6 +135,53 @@ fn fingerprint(source: &str, arch: &str) -> u64 {
         hash = hash.wrapping_mul(0x100000001b3);
     }
     hash
+}
+
+/// The cache entry of a family for an architecture, if there is a cache directory.
+fn cache_entry(file: &str, source: &str, arch: &str) -> Option<PathBuf> {
+    cache_dir().map(|dir| {
+        dir.join(format!(
+            "{file}-{arch}-{:016x}.ptx",
+            fingerprint(source, arch)
+        ))
+    })
+}
+
+/// Compiles every family for `archs` (default: this node's GPUs') into the cache, so that the
+/// ranks of a job load them instead of compiling. Returns (file, arch, cache entry).
+pub fn warm_cache(archs: &[String]) -> Result<Vec<(String, String, PathBuf)>, KernelError> {
+    let archs = if archs.is_empty() {
+        local_architectures()?
+    } else {
+        archs.to_vec()
+    };
+    let mut entries = Vec::new();
+    for arch in &archs {
+        for (file, source, _) in FAMILIES {
+            cached_ptx(file, source, arch)?;
+            let entry = cache_entry(file, source, arch).unwrap_or_default();
+            entries.push((file.to_string(), arch.clone(), entry));
+        }
+    }
+    Ok(entries)
+}
+
+/// The distinct architectures of this node's GPUs.
+fn local_architectures() -> Result<Vec<String>, KernelError> {
+    let count = crate::engine::select::gpu_count().map_err(KernelError::NoArchitecture)?;
+    let mut archs = Vec::new();
+    for ordinal in 0..count {
+        let context = cudarc::driver::CudaContext::new(ordinal)
+            .map_err(|e| KernelError::NoArchitecture(e.to_string()))?;
+        let (major, minor) = context
+            .compute_capability()
+            .map_err(|e| KernelError::NoArchitecture(e.to_string()))?;
+        let arch = format!("sm_{major}{minor}");
+        if !archs.contains(&arch) {
+            archs.push(arch);
+        }
+    }
+    Ok(archs)
 }
 
 /// PTX for a family, from the disk cache or compiled (and then cached, written atomically so
