@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod engine;
 pub mod frame;
+pub mod hash;
 pub mod job;
 pub mod media;
 pub mod model;

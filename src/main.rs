@@ -81,6 +81,22 @@ struct RunArgs {
     /// Frames a GPU stylizes at once.
     #[arg(long, default_value_t = 4)]
     batch: usize,
+    /// Keep finished chunks here, so that rerunning the same command after a failure computes
+    /// only what is missing.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Discard a --work-dir checkpoint of a different job instead of refusing it.
+    #[arg(long)]
+    restart: bool,
+    /// Seconds a rank may make no progress before the job is stopped.
+    #[arg(long, default_value_t = 300)]
+    rank_timeout: u64,
+    /// Write a JSON report: per rank and per frame timings, totals, load imbalance.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Stream JSON-lines events while running (for `tail -f`).
+    #[arg(long)]
+    events: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -154,16 +170,24 @@ fn run(args: RunArgs) -> ExitCode {
         device: args.style.device,
         precision: args.style.precision,
         batch: args.batch.max(1),
+        work_dir: args.work_dir,
+        restart: args.restart,
+        rank_timeout: std::time::Duration::from_secs(args.rank_timeout.max(1)),
+        report: args.report,
+        events: args.events,
     };
     match job::run(&options, &cluster) {
         Ok(Some(summary)) => {
+            let report = &summary.report;
             println!(
-                "wrote {}: {} frames in {:.1} s ({:.2} frames/s on {} rank(s))",
+                "wrote {}: {} frames, {} computed in {:.1} s ({:.2} frames/s on {} rank(s)), {} from checkpoints",
                 summary.output.display(),
-                summary.frames,
-                summary.seconds,
-                summary.frames_per_second,
-                summary.ranks
+                report.frames,
+                report.computed,
+                report.totals.wall_s,
+                report.frames_per_second,
+                summary.ranks,
+                report.reused,
             );
             ExitCode::SUCCESS
         }

@@ -13,7 +13,7 @@ use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::Root;
 use mpi::Threading;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -23,6 +23,8 @@ pub enum ClusterError {
     Threading(Threading),
     #[error("rank {rank} failed: {cause}")]
     RankFailed { rank: usize, cause: String },
+    #[error("rank {rank} made no progress for {seconds} s (it hangs, or its node is lost); the job is stopped: rerun it with the same --work-dir to resume, or raise --rank-timeout")]
+    RankTimeout { rank: usize, seconds: u64 },
     #[error("rank {rank} sent {got} bytes for a frame of {size} ({expected} bytes); all ranks must run the same stylemill version")]
     BadFrame {
         rank: usize,
@@ -35,6 +37,9 @@ pub enum ClusterError {
 /// Message tags.
 const TAG_FRAME: i32 = 1;
 const TAG_FAILURE: i32 = 2;
+const TAG_HELLO: i32 = 3;
+/// A stylized frame: its compute time (f64, little-endian), then its pixels.
+const TAG_RESULT: i32 = 4;
 
 /// The MPI world this process belongs to.
 pub struct Cluster {
@@ -136,14 +141,26 @@ impl Cluster {
     }
 }
 
-/// Polls `attempt` until it succeeds, sleeping between tries. MPI implementations busy-poll
-/// inside blocking calls, so a thread waiting for the next frame would take a whole core from
-/// the engine; a frame takes far longer to stylize than the few hundred microseconds of delay.
-fn patiently<T>(mut attempt: impl FnMut() -> Option<T>) -> T {
+/// This machine's host name, for reports.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Polls `attempt` until it succeeds or `timeout` passes, sleeping between tries. MPI
+/// implementations busy-poll inside blocking calls, so a thread waiting for the next frame would
+/// take a whole core from the engine; a frame takes far longer to stylize than the few hundred
+/// microseconds of delay.
+fn patiently<T>(timeout: Duration, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_micros(20);
     loop {
         if let Some(done) = attempt() {
-            return done;
+            return Some(done);
+        }
+        if Instant::now() >= deadline {
+            return None;
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(MAX_PAUSE);
@@ -152,43 +169,108 @@ fn patiently<T>(mut attempt: impl FnMut() -> Option<T>) -> T {
 
 const MAX_PAUSE: Duration = Duration::from_millis(1);
 
-fn send(rank: usize, bytes: &[u8], tag: i32) {
+/// No deadline: for messages whose sender is watched by another deadline.
+pub const FOREVER: Duration = Duration::from_secs(u64::MAX / 4);
+
+fn timed_out(rank: usize, timeout: Duration) -> ClusterError {
+    ClusterError::RankTimeout {
+        rank,
+        seconds: timeout.as_secs(),
+    }
+}
+
+fn send(rank: usize, bytes: &[u8], tag: i32, timeout: Duration) -> Result<(), ClusterError> {
     let world = world();
     let process = world.process_at_rank(rank as i32);
     mpi::request::scope(|scope| {
         let mut pending = Some(process.immediate_send_with_tag(scope, bytes, tag));
-        patiently(|| match pending.take()?.test() {
+        let sent = patiently(timeout, || match pending.take()?.test() {
             Ok(_) => Some(()),
             Err(request) => {
                 pending = Some(request);
                 None
             }
-        })
-    });
+        });
+        match (sent, pending.take()) {
+            (Some(()), _) => Ok(()),
+            (None, Some(request)) => {
+                request.cancel();
+                let _ = request.test();
+                Err(timed_out(rank, timeout))
+            }
+            (None, None) => Err(timed_out(rank, timeout)),
+        }
+    })
+}
+
+/// Receives the next message from `rank`: its tag and bytes, and how long copying it took.
+fn receive_timed(
+    rank: usize,
+    timeout: Duration,
+) -> Result<((i32, Vec<u8>), Duration), ClusterError> {
+    let world = world();
+    let process = world.process_at_rank(rank as i32);
+    let matched =
+        patiently(timeout, || process.immediate_matched_probe()).ok_or(timed_out(rank, timeout))?;
+    let start = Instant::now();
+    let (data, status) = matched.matched_receive_vec::<u8>();
+    Ok(((status.tag(), data), start.elapsed()))
+}
+
+fn receive(rank: usize, timeout: Duration) -> Result<(i32, Vec<u8>), ClusterError> {
+    receive_timed(rank, timeout).map(|(message, _)| message)
+}
+
+/// A stylized frame as a rank sends it back.
+pub struct StylizedFrame {
+    pub frame: Frame,
+    /// Seconds the rank took to compute it.
+    pub compute_seconds: f64,
+    /// Time rank 0 spent copying the message.
+    pub copy_time: Duration,
 }
 
 /// Sends a frame's pixels to `rank`.
-pub fn send_frame(rank: usize, frame: &Frame) {
-    send(rank, &frame.data, TAG_FRAME);
+pub fn send_frame(rank: usize, frame: &Frame, timeout: Duration) -> Result<(), ClusterError> {
+    send(rank, &frame.data, TAG_FRAME, timeout)
+}
+
+/// Sends a stylized frame and the seconds it took to compute.
+pub fn send_result(rank: usize, frame: &Frame, seconds: f64) -> Result<(), ClusterError> {
+    let mut message = Vec::with_capacity(8 + frame.data.len());
+    message.extend_from_slice(&seconds.to_le_bytes());
+    message.extend_from_slice(&frame.data);
+    send(rank, &message, TAG_RESULT, FOREVER)
 }
 
 /// Tells `rank` that this rank failed, and why.
 pub fn send_failure(rank: usize, cause: &str) {
-    send(rank, cause.as_bytes(), TAG_FAILURE);
+    let _ = send(rank, cause.as_bytes(), TAG_FAILURE, FOREVER);
 }
 
-/// Receives the next frame of `size` from `rank`, or the failure it reported.
-pub fn receive_frame(rank: usize, size: FrameSize) -> Result<Frame, ClusterError> {
-    let world = world();
-    let process = world.process_at_rank(rank as i32);
-    let (data, status) =
-        patiently(|| process.immediate_matched_probe()).matched_receive_vec::<u8>();
-    if status.tag() == TAG_FAILURE {
-        return Err(ClusterError::RankFailed {
+/// Tells `rank` who this rank is (its host and engine), as text.
+pub fn send_hello(rank: usize, about: &str) {
+    let _ = send(rank, about.as_bytes(), TAG_HELLO, FOREVER);
+}
+
+/// What a rank sent: a message of the expected kind, or its failure.
+fn expect(rank: usize, (tag, data): (i32, Vec<u8>), wanted: i32) -> Result<Vec<u8>, ClusterError> {
+    match tag {
+        TAG_FAILURE => Err(ClusterError::RankFailed {
             rank,
             cause: String::from_utf8_lossy(&data).into_owned(),
-        });
+        }),
+        tag if tag == wanted => Ok(data),
+        tag => Err(ClusterError::RankFailed {
+            rank,
+            cause: format!(
+                "unexpected message (tag {tag}); all ranks must run the same stylemill version"
+            ),
+        }),
     }
+}
+
+fn frame_of(rank: usize, data: Vec<u8>, size: FrameSize) -> Result<Frame, ClusterError> {
     if data.len() != size.rgb_bytes() {
         return Err(ClusterError::BadFrame {
             rank,
@@ -198,4 +280,44 @@ pub fn receive_frame(rank: usize, size: FrameSize) -> Result<Frame, ClusterError
         });
     }
     Ok(Frame::new(size, data))
+}
+
+/// Receives the next frame of `size` from `rank`, or the failure it reported.
+pub fn receive_frame(
+    rank: usize,
+    size: FrameSize,
+    timeout: Duration,
+) -> Result<Frame, ClusterError> {
+    let data = expect(rank, receive(rank, timeout)?, TAG_FRAME)?;
+    frame_of(rank, data, size)
+}
+
+/// Receives a stylized frame and its compute seconds from `rank`, or the failure it reported.
+pub fn receive_result(
+    rank: usize,
+    size: FrameSize,
+    timeout: Duration,
+) -> Result<StylizedFrame, ClusterError> {
+    let (message, copy_time) = receive_timed(rank, timeout)?;
+    let mut data = expect(rank, message, TAG_RESULT)?;
+    if data.len() < 8 {
+        return Err(ClusterError::BadFrame {
+            rank,
+            got: data.len(),
+            expected: size.rgb_bytes() + 8,
+            size,
+        });
+    }
+    let pixels = data.split_off(8);
+    Ok(StylizedFrame {
+        frame: frame_of(rank, pixels, size)?,
+        compute_seconds: f64::from_le_bytes(data.try_into().expect("8 bytes")),
+        copy_time,
+    })
+}
+
+/// Receives what `rank` says about itself.
+pub fn receive_hello(rank: usize, timeout: Duration) -> Result<String, ClusterError> {
+    let data = expect(rank, receive(rank, timeout)?, TAG_HELLO)?;
+    Ok(String::from_utf8_lossy(&data).into_owned())
 }

@@ -4,6 +4,8 @@
 mod image;
 pub mod plan;
 mod progress;
+pub mod report;
+mod resume;
 mod run;
 mod sink;
 
@@ -32,6 +34,14 @@ pub enum JobError {
     ImageRead { path: String, detail: String },
     #[error("cannot write image {path}: {detail}; use a .png or .jpg output path")]
     ImageWrite { path: String, detail: String },
+    #[error(
+        "cannot use work directory {dir}: {detail}; choose a writable directory with free space"
+    )]
+    WorkDir { dir: String, detail: String },
+    #[error("work directory {dir} holds the checkpoint of a different job ({what}); rerun the same command, pass --restart to discard it, or use another --work-dir")]
+    CheckpointMismatch { dir: String, what: &'static str },
+    #[error("cannot write {path}: {detail}; check the directory exists and is writable")]
+    ReportWrite { path: String, detail: String },
     #[error(
         "--scale {0} is not a positive number; use for example --scale 2 to halve the frame size"
     )]

@@ -58,10 +58,6 @@ impl Progress {
         self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
     }
 
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();

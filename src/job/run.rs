@@ -1,26 +1,29 @@
-//! Rank roles of a run. Rank 0 prepares the plan, decodes every rank's frames (one decoder per
-//! rank, so each range streams from its first frame), stylizes its own share, collects the rest
-//! and encodes; the other ranks receive frames, stylize them and send them back.
+//! Rank roles of a run. Rank 0 prepares the plan, decodes every rank's share (one decoder per
+//! rank, so each share streams from its first frame), stylizes its own share, collects the rest
+//! and encodes them chunk by chunk; the other ranks receive frames, stylize them and send them
+//! back with the time each took. Every wait on another rank has a deadline (`--rank-timeout`).
 
-use super::plan::{scaled_size, split, Plan};
+use super::plan::{scaled_size, Plan};
 use super::progress::Progress;
+use super::report::{RankInfo, Recorder, Report, Timings};
+use super::resume::{clear, prepare_work_dir, Manifest};
 use super::sink::ChunkSink;
 use super::JobError;
 use crate::cluster::{self, Cluster, ROOT};
 use crate::engine::{check_frame_size, create_engine, Device, Engine, Precision};
 use crate::frame::Frame;
 use crate::media::decode::Decoder;
-use crate::media::encode::assemble;
+use crate::media::encode::{assemble, chunk_name};
 use crate::media::output::{OutputKind, OutputSpec};
 use crate::media::{probe, require_ffmpeg, MediaError};
 use crate::model::styles::style_bytes;
 use crate::model::TransformerNet;
-use crate::storage::{check_not_input, Staging};
+use crate::storage::{check_not_input, output_directory, Staging};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -36,15 +39,21 @@ pub struct RunOptions {
     pub device: Device,
     pub precision: Precision,
     pub batch: usize,
+    /// Where finished chunks are kept so that a rerun resumes (a temporary directory if unset).
+    pub work_dir: Option<PathBuf>,
+    /// Discard a work directory's checkpoint of another job instead of refusing it.
+    pub restart: bool,
+    /// How long a rank may make no progress before the job is stopped.
+    pub rank_timeout: Duration,
+    pub report: Option<PathBuf>,
+    pub events: Option<PathBuf>,
 }
 
 /// What a finished run reports (on rank 0).
 #[derive(Debug, Clone)]
 pub struct RunSummary {
-    pub frames: usize,
+    pub report: Report,
     pub ranks: usize,
-    pub seconds: f64,
-    pub frames_per_second: f64,
     pub output: PathBuf,
 }
 
@@ -65,7 +74,7 @@ pub fn run(options: &RunOptions, cluster: &Cluster) -> Result<Option<RunSummary>
         let prepared = prepared?;
         cluster.broadcast(Some(prepared.weights.clone()));
         let engine = build_engine(options, &prepared.net, cluster).map_err(JobError::during_run)?;
-        coordinate(prepared, engine, cluster.size())
+        coordinate(prepared, engine, options, cluster.size())
             .map(Some)
             .map_err(JobError::during_run)
     } else {
@@ -78,7 +87,7 @@ pub fn run(options: &RunOptions, cluster: &Cluster) -> Result<Option<RunSummary>
             Ok(engine) => engine,
             Err(error) => return Err(report_to_root(&error)),
         };
-        serve(&plan, cluster.rank(), engine).map(|()| None)
+        serve(&plan, cluster.rank(), engine, options.rank_timeout).map(|()| None)
     }
 }
 
@@ -99,12 +108,29 @@ fn build_engine(
     Ok(engine)
 }
 
+/// Where chunks are kept: the user's work directory, or a temporary one inside the staging
+/// directory.
+enum WorkArea {
+    Kept(PathBuf),
+    Temporary,
+}
+
 /// Rank 0's preparation: everything that can be refused is checked here, before any rank works.
 struct Prepared {
     net: TransformerNet,
     plan: Plan,
     weights: Vec<u8>,
     staging: Staging,
+    work: WorkArea,
+}
+
+impl Prepared {
+    fn work_dir(&self) -> PathBuf {
+        match &self.work {
+            WorkArea::Kept(dir) => dir.clone(),
+            WorkArea::Temporary => self.staging.path().to_path_buf(),
+        }
+    }
 }
 
 fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
@@ -126,9 +152,25 @@ fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
         }
         .into());
     }
+    if let Device::Cuda(_) = options.device {
+        crate::engine::select::gpu_count().map_err(|reason| {
+            crate::engine::EngineError::CudaUnavailable {
+                requested: "cuda".into(),
+                reason,
+            }
+        })?;
+    }
     let mut output = OutputSpec::parse(&options.output, options.crf, options.pix_fmt.as_deref())?;
     check_not_input(&options.output, &options.input)?;
     let staging = Staging::beside(&options.output)?;
+    for path in [&options.report, &options.events].into_iter().flatten() {
+        if !output_directory(path).is_dir() {
+            return Err(JobError::ReportWrite {
+                path: path.display().to_string(),
+                detail: "its directory does not exist".into(),
+            });
+        }
+    }
     let weights = style_bytes(&options.style)?;
     let net = TransformerNet::from_bytes(&weights, &options.style)?;
     let info = probe::probe(&options.input)?;
@@ -138,85 +180,145 @@ fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
     let frames = options
         .limit
         .map_or(info.frames, |limit| limit.min(info.frames));
+    let chunks = frames.div_ceil(options.chunk_frames);
+    let (work, done) = match &options.work_dir {
+        Some(dir) => {
+            let manifest = Manifest::new(
+                &info,
+                &weights,
+                size,
+                frames,
+                options.chunk_frames,
+                &output.kind,
+            )?;
+            let done = prepare_work_dir(dir, &manifest, chunks, options.restart)?;
+            (WorkArea::Kept(dir.clone()), done)
+        }
+        None => (WorkArea::Temporary, Vec::new()),
+    };
+    let todo: Vec<usize> = (0..chunks).filter(|c| !done.contains(c)).collect();
+    let plan = Plan::new(
+        info,
+        frames,
+        size,
+        output,
+        options.chunk_frames,
+        todo,
+        ranks,
+    );
     log::info!(
-        "{}: {} frames at {} fps, {}{}; stylizing {} frames at {} on {} rank(s)",
-        info.path.display(),
-        info.frames,
-        info.frame_rate,
-        info.size,
-        if info.audio.is_empty() {
+        "{}: {} frames at {} fps, {}{}; stylizing {} of {} frames at {} on {} rank(s){}",
+        plan.input.path.display(),
+        plan.input.frames,
+        plan.input.frame_rate,
+        plan.input.size,
+        if plan.input.audio.is_empty() {
             ", no audio"
         } else {
             ", with audio"
         },
+        plan.frames_to_compute(),
         frames,
         size,
-        ranks
+        ranks,
+        if done.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} chunks already done)", done.len())
+        },
     );
     Ok(Prepared {
         net,
-        plan: Plan {
-            input: info,
-            frames,
-            size,
-            output,
-            ranges: split(frames, ranks),
-            chunk_frames: options.chunk_frames,
-        },
+        plan,
         weights,
         staging,
+        work,
     })
 }
 
-/// A stylized frame on its way to the sink, or the failure that ends the run.
+/// What reaches rank 0's sink: a rank's description, a stylized frame, or the failure that ends
+/// the run.
 enum Event {
-    Stylized { index: usize, frame: Frame },
+    Joined(RankInfo),
+    Stylized {
+        index: usize,
+        frame: Frame,
+        rank: usize,
+        seconds: f64,
+    },
     Failed(JobError),
 }
 
 fn coordinate(
     prepared: Prepared,
     engine: Box<dyn Engine>,
+    options: &RunOptions,
     ranks: usize,
 ) -> Result<RunSummary, JobError> {
-    let Prepared { plan, staging, .. } = prepared;
+    let work_dir = prepared.work_dir();
+    let Prepared {
+        plan,
+        staging,
+        work,
+        ..
+    } = prepared;
     let plan = Arc::new(plan);
+    let timings = Arc::new(Timings::default());
+    let timeout = options.rank_timeout;
     let (events, received) = sync_channel::<Event>(2 * ranks + 2);
     let mut workers = Vec::new();
+    events
+        .send(Event::Joined(RankInfo {
+            rank: ROOT,
+            host: cluster::host_name(),
+            device: engine.describe(),
+        }))
+        .expect("the receiver is alive");
     {
-        let (plan, events) = (plan.clone(), events.clone());
+        let (plan, events, timings) = (plan.clone(), events.clone(), timings.clone());
         workers.push(std::thread::spawn(move || {
-            stylize_local(&plan, engine, &events)
+            stylize_local(&plan, engine, &events, &timings)
         }));
     }
     for rank in 1..ranks {
-        if plan.ranges[rank].is_empty() {
-            continue;
+        if !plan.shares[rank].is_empty() {
+            let (plan, events, timings) = (plan.clone(), events.clone(), timings.clone());
+            workers.push(std::thread::spawn(move || {
+                if let Err(error) = feed(&plan, rank, &timings, timeout) {
+                    let _ = events.send(Event::Failed(error));
+                }
+            }));
         }
-        let (feeder_plan, feeder_events) = (plan.clone(), events.clone());
+        let (plan, events, timings) = (plan.clone(), events.clone(), timings.clone());
         workers.push(std::thread::spawn(move || {
-            if let Err(error) = feed(&feeder_plan, rank) {
-                let _ = feeder_events.send(Event::Failed(error));
-            }
-        }));
-        let (collector_plan, collector_events) = (plan.clone(), events.clone());
-        workers.push(std::thread::spawn(move || {
-            collect(&collector_plan, rank, &collector_events)
+            collect(&plan, rank, &events, &timings, timeout)
         }));
     }
     drop(events);
 
-    let mut sink = ChunkSink::new(&plan, staging.path().to_path_buf());
-    let mut progress = Progress::new(plan.frames);
-    for _ in 0..plan.frames {
+    let mut recorder = Recorder::new(&plan, options.events.as_deref())?;
+    let mut sink = ChunkSink::new(&plan, work_dir.clone());
+    let mut progress = Progress::new(plan.frames_to_compute());
+    let mut remaining = plan.frames_to_compute() + ranks;
+    while remaining > 0 {
         match received.recv() {
-            Ok(Event::Stylized { index, frame }) => {
+            Ok(Event::Joined(info)) => recorder.rank_joined(info),
+            Ok(Event::Stylized {
+                index,
+                frame,
+                rank,
+                seconds,
+            }) => {
+                let start = Instant::now();
                 sink.accept(index, frame)?;
+                recorder.add_encode(start.elapsed());
+                recorder.frame_done(index, rank, seconds);
                 progress.frame_done();
             }
             Ok(Event::Failed(error)) => return Err(error),
-            Err(_) => unreachable!("a sender is alive until its frames are sent or it failed"),
+            Err(_) => unreachable!("a sender is alive until its messages are sent or it failed"),
         }
+        remaining -= 1;
     }
     progress.finish();
     debug_assert!(sink.is_complete());
@@ -224,40 +326,63 @@ fn coordinate(
     for worker in workers {
         worker.join().expect("worker threads do not panic");
     }
-    publish(&plan, staging)?;
+    let start = Instant::now();
+    publish(&plan, &work_dir, staging)?;
+    recorder.add_encode(start.elapsed());
+    if let WorkArea::Kept(dir) = &work {
+        clear(dir)?;
+    }
+    let report = recorder.finish(&plan, &timings);
+    report.log_summary();
+    if let Some(path) = &options.report {
+        report.write(path)?;
+    }
     Ok(RunSummary {
-        frames: plan.frames,
+        report,
         ranks,
-        seconds: progress.elapsed().as_secs_f64(),
-        frames_per_second: progress.frames_per_second(),
         output: plan.output.path.clone(),
     })
 }
 
 /// Rank 0's own share: decode, stylize in the engine's batches, hand to the sink.
-fn stylize_local(plan: &Plan, mut engine: Box<dyn Engine>, events: &SyncSender<Event>) {
-    let range = plan.ranges[ROOT].clone();
+fn stylize_local(
+    plan: &Plan,
+    mut engine: Box<dyn Engine>,
+    events: &SyncSender<Event>,
+    timings: &Timings,
+) {
+    let frames = plan.frames_of(ROOT);
     let result = (|| -> Result<(), JobError> {
-        if range.is_empty() {
+        if frames.is_empty() {
             return Ok(());
         }
-        let mut decoder = Decoder::open(&plan.input, range.start, range.len(), plan.size)?;
-        let mut index = range.start;
-        while index < range.end {
-            let count = engine.batch_size().min(range.end - index);
-            let mut batch = Vec::with_capacity(count);
-            for _ in 0..count {
+        let mut decoder = Decoder::open(&plan.input, &plan.intervals_of(ROOT), plan.size)?;
+        for indices in frames.chunks(engine.batch_size()) {
+            let mut batch = Vec::with_capacity(indices.len());
+            for _ in indices {
+                let start = Instant::now();
                 batch.push(
                     decoder
                         .next_frame()?
-                        .expect("the decoder yields the whole range or fails"),
+                        .expect("the decoder yields the whole share or fails"),
                 );
+                timings.add_decode(start.elapsed());
             }
-            for frame in engine.stylize_batch(&batch)? {
-                if events.send(Event::Stylized { index, frame }).is_err() {
+            let start = Instant::now();
+            let stylized = engine.stylize_batch(&batch)?;
+            let seconds = start.elapsed().as_secs_f64() / batch.len() as f64;
+            for (&index, frame) in indices.iter().zip(stylized) {
+                if events
+                    .send(Event::Stylized {
+                        index,
+                        frame,
+                        rank: ROOT,
+                        seconds,
+                    })
+                    .is_err()
+                {
                     return Ok(());
                 }
-                index += 1;
             }
         }
         Ok(())
@@ -267,21 +392,56 @@ fn stylize_local(plan: &Plan, mut engine: Box<dyn Engine>, events: &SyncSender<E
     }
 }
 
-/// Decodes rank `rank`'s range and sends it the frames.
-fn feed(plan: &Plan, rank: usize) -> Result<(), JobError> {
-    let range = plan.ranges[rank].clone();
-    let mut decoder = Decoder::open(&plan.input, range.start, range.len(), plan.size)?;
-    while let Some(frame) = decoder.next_frame()? {
-        cluster::send_frame(rank, &frame);
+/// Decodes rank `rank`'s share and sends it the frames.
+fn feed(plan: &Plan, rank: usize, timings: &Timings, timeout: Duration) -> Result<(), JobError> {
+    let mut decoder = Decoder::open(&plan.input, &plan.intervals_of(rank), plan.size)?;
+    loop {
+        let start = Instant::now();
+        let Some(frame) = decoder.next_frame()? else {
+            return Ok(());
+        };
+        timings.add_decode(start.elapsed());
+        let start = Instant::now();
+        cluster::send_frame(rank, &frame, timeout)?;
+        timings.add_transfer(start.elapsed());
     }
-    Ok(())
 }
 
-/// Receives rank `rank`'s stylized frames and hands them to the sink.
-fn collect(plan: &Plan, rank: usize, events: &SyncSender<Event>) {
-    for index in plan.ranges[rank].clone() {
-        let event = match cluster::receive_frame(rank, plan.size) {
-            Ok(frame) => Event::Stylized { index, frame },
+/// Receives what rank `rank` says about itself, then its stylized frames, for the sink.
+fn collect(
+    plan: &Plan,
+    rank: usize,
+    events: &SyncSender<Event>,
+    timings: &Timings,
+    timeout: Duration,
+) {
+    let hello = cluster::receive_hello(rank, timeout).map(|text| {
+        serde_json::from_str(&text).unwrap_or(RankInfo {
+            rank,
+            host: "unknown".into(),
+            device: text,
+        })
+    });
+    let joined = match hello {
+        Ok(info) => Event::Joined(info),
+        Err(error) => Event::Failed(error.into()),
+    };
+    let failed = matches!(joined, Event::Failed(_));
+    if events.send(joined).is_err() || failed {
+        return;
+    }
+    for index in plan.frames_of(rank) {
+        let event = match cluster::receive_result(rank, plan.size, timeout) {
+            Ok(result) => {
+                // Only the copy counts as transfer: the wait before it is the rank computing.
+                timings.add_transfer(result.copy_time);
+                Event::Stylized {
+                    index,
+                    frame: result.frame,
+                    rank,
+                    seconds: result.compute_seconds,
+                }
+            }
             Err(error) => Event::Failed(error.into()),
         };
         let failed = matches!(event, Event::Failed(_));
@@ -294,35 +454,51 @@ fn collect(plan: &Plan, rank: usize, events: &SyncSender<Event>) {
 /// How long a failed rank waits for rank 0 to end the job before exiting by itself.
 const AWAIT_ABORT: Duration = Duration::from_secs(60);
 
-/// A remote rank: receive frames (the next batch arrives while this one is stylized), stylize,
-/// send back.
-fn serve(plan: &Plan, rank: usize, mut engine: Box<dyn Engine>) -> Result<(), JobError> {
-    let count = plan.ranges[rank].len();
+/// A remote rank: say who it is, receive frames (the next batch arrives while this one is
+/// stylized), stylize, send back with the compute time.
+fn serve(
+    plan: &Plan,
+    rank: usize,
+    mut engine: Box<dyn Engine>,
+    timeout: Duration,
+) -> Result<(), JobError> {
+    let about = RankInfo {
+        rank,
+        host: cluster::host_name(),
+        device: engine.describe(),
+    };
+    cluster::send_hello(ROOT, &serde_json::to_string(&about).expect("serializes"));
+    let count = plan.shares[rank].len();
     if count == 0 {
         return Ok(());
     }
     let size = plan.size;
     let batch_size = engine.batch_size();
-    let (frames, incoming) = sync_channel::<Frame>(batch_size);
+    let (frames, incoming) = sync_channel::<Result<Frame, cluster::ClusterError>>(batch_size);
     std::thread::spawn(move || {
         for _ in 0..count {
-            let Ok(frame) = cluster::receive_frame(ROOT, size) else {
-                return;
-            };
-            if frames.send(frame).is_err() {
+            let frame = cluster::receive_frame(ROOT, size, timeout);
+            let failed = frame.is_err();
+            if frames.send(frame).is_err() || failed {
                 return;
             }
         }
     });
     let mut remaining = count;
     while remaining > 0 {
-        let batch: Vec<Frame> = incoming.iter().take(batch_size.min(remaining)).collect();
+        let batch: Vec<Frame> = incoming
+            .iter()
+            .take(batch_size.min(remaining))
+            .collect::<Result<_, _>>()?;
         remaining -= batch.len();
-        match engine.stylize_batch(&batch) {
-            Ok(stylized) => stylized
-                .iter()
-                .for_each(|frame| cluster::send_frame(ROOT, frame)),
+        let start = Instant::now();
+        let stylized = match engine.stylize_batch(&batch) {
+            Ok(stylized) => stylized,
             Err(error) => return Err(report_to_root(&error.into())),
+        };
+        let seconds = start.elapsed().as_secs_f64() / batch.len() as f64;
+        for frame in &stylized {
+            cluster::send_result(ROOT, frame, seconds)?;
         }
     }
     Ok(())
@@ -336,8 +512,8 @@ fn report_to_root(error: &JobError) -> JobError {
     JobError::ReportedByRoot
 }
 
-/// Moves the finished output into place.
-fn publish(plan: &Plan, staging: Staging) -> Result<(), JobError> {
+/// Moves the finished output into place: the joined video, or the PNG frames.
+fn publish(plan: &Plan, work_dir: &Path, staging: Staging) -> Result<(), JobError> {
     match &plan.output.kind {
         OutputKind::Video { .. } => {
             let name = "output";
@@ -347,6 +523,7 @@ fn publish(plan: &Plan, staging: Staging) -> Result<(), JobError> {
                 &plan.output,
                 &plan.input,
                 plan.chunks(),
+                work_dir,
                 staging.path(),
                 &staging.path().join(name),
                 duration,
@@ -354,7 +531,10 @@ fn publish(plan: &Plan, staging: Staging) -> Result<(), JobError> {
             staging.publish_file(name, &plan.output.path)?;
         }
         OutputKind::Images { .. } => {
-            let published = staging.publish_all(|name| name.ends_with(".png"))?;
+            let chunk_dirs: Vec<PathBuf> = (0..plan.chunks())
+                .map(|c| work_dir.join(chunk_name(c, &plan.output.kind)))
+                .collect();
+            let published = staging.publish_from(&chunk_dirs)?;
             debug_assert_eq!(published, plan.frames);
         }
     }

@@ -1,5 +1,5 @@
 //! Rank 0's side of the gather: stylized frames arrive from all ranks in any order; each is
-//! routed to its chunk's encoder and written as soon as every earlier frame of that chunk has
+//! routed to its chunk's encoder (writing into the work directory) and written as soon as every earlier frame of that chunk has
 //! been. Only frames waiting for an earlier frame of their chunk are held, so memory is bounded
 //! by the chunk size and the rank count, never by the video's length.
 
@@ -19,16 +19,16 @@ struct OpenChunk {
 
 pub struct ChunkSink<'a> {
     plan: &'a Plan,
-    staging: PathBuf,
+    work_dir: PathBuf,
     open: HashMap<usize, OpenChunk>,
     finished: usize,
 }
 
 impl<'a> ChunkSink<'a> {
-    pub fn new(plan: &'a Plan, staging: PathBuf) -> Self {
+    pub fn new(plan: &'a Plan, work_dir: PathBuf) -> Self {
         ChunkSink {
             plan,
-            staging,
+            work_dir,
             open: HashMap::new(),
             finished: 0,
         }
@@ -45,7 +45,7 @@ impl<'a> ChunkSink<'a> {
                 self.plan.input.frame_rate,
                 chunk_index,
                 range.start,
-                &self.staging,
+                &self.work_dir,
             )?;
             self.open.insert(
                 chunk_index,
@@ -73,6 +73,6 @@ impl<'a> ChunkSink<'a> {
 
     /// Whether every chunk of the plan has been encoded.
     pub fn is_complete(&self) -> bool {
-        self.finished == self.plan.chunks() && self.open.is_empty()
+        self.finished == self.plan.todo_chunks.len() && self.open.is_empty()
     }
 }

@@ -1,5 +1,6 @@
-//! Decoding a contiguous range of frames of the input's video stream as RGB8, streamed one frame
-//! at a time (never the whole video in memory), optionally resized for `--scale`.
+//! Decoding chosen frames of the input's video stream as RGB8 (a rank's share: one contiguous
+//! range, or several when a resumed job skips checkpointed chunks), streamed one frame at a time
+//! (never the whole video in memory), optionally resized for `--scale`.
 
 use super::probe::VideoInfo;
 use super::{error_lines, file_url, summarize, MediaError};
@@ -8,8 +9,9 @@ use ffmpeg_sidecar::child::FfmpegChild;
 use ffmpeg_sidecar::command::FfmpegCommand;
 use ffmpeg_sidecar::event::FfmpegEvent;
 use ffmpeg_sidecar::iter::FfmpegIterator;
+use std::ops::Range;
 
-/// An ffmpeg process producing frames `start..start + count` of the input.
+/// An ffmpeg process producing the frames of some intervals of the input, in order.
 pub struct Decoder {
     child: FfmpegChild,
     events: FfmpegIterator,
@@ -20,25 +22,27 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// Starts decoding `count` frames from frame `start`, resized to `size` if it differs.
+    /// Starts decoding the frames of `intervals` (ascending), resized to `size` if it differs.
     pub fn open(
         info: &VideoInfo,
-        start: usize,
-        count: usize,
+        intervals: &[Range<usize>],
         size: FrameSize,
     ) -> Result<Decoder, MediaError> {
-        // Frames before `start` are decoded and dropped: frame-exact whatever the codec's
+        // Frames before each interval are decoded and dropped: frame-exact whatever the codec's
         // keyframe layout or the container's timestamps.
-        let mut filters = vec![format!(
-            "trim=start_frame={start}:end_frame={}",
-            start + count
-        )];
+        let selection = intervals
+            .iter()
+            .map(|r| format!("between(n\\,{}\\,{})", r.start, r.end - 1))
+            .collect::<Vec<_>>()
+            .join("+");
+        let mut filters = vec![format!("select={selection}")];
         if size != info.size {
             filters.push(format!(
                 "scale={}:{}:flags=lanczos",
                 size.width, size.height
             ));
         }
+        let count = intervals.iter().map(|r| r.len()).sum();
         let mut child = FfmpegCommand::new()
             .hide_banner()
             .args(["-xerror", "-nostdin"])
@@ -100,9 +104,9 @@ impl Decoder {
 
 impl Drop for Decoder {
     fn drop(&mut self) {
-        if self.remaining > 0 {
-            let _ = self.child.kill();
-        }
+        // Frames after the last interval are not needed: stop ffmpeg rather than let it decode
+        // to the end of the file.
+        let _ = self.child.kill();
         self.events.by_ref().for_each(drop);
         let _ = self.child.wait();
     }

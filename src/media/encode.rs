@@ -21,9 +21,19 @@ const X264_PRESET: &str = "medium";
 /// Bitrate of audio that has to be re-encoded to AAC.
 const AAC_BITRATE: &str = "192k";
 
-/// The file name of chunk `index`'s segment in the staging directory.
-pub fn segment_name(index: usize) -> String {
-    format!("chunk-{index:08}.ts")
+/// The name of chunk `index`'s finished output in the work directory: an MPEG-TS segment for
+/// video, a directory of PNG frames for a frame sequence. It only ever exists complete: the
+/// encoder writes under [`partial_name`] and renames when done.
+pub fn chunk_name(index: usize, kind: &OutputKind) -> String {
+    match kind {
+        OutputKind::Video { .. } => format!("chunk-{index:08}.ts"),
+        OutputKind::Images { .. } => format!("chunk-{index:08}"),
+    }
+}
+
+/// Where chunk `index` is written while it is encoded.
+pub fn partial_name(index: usize, kind: &OutputKind) -> String {
+    format!("{}.partial", chunk_name(index, kind))
 }
 
 /// An ffmpeg process encoding one chunk of frames, fed through its stdin.
@@ -32,6 +42,15 @@ pub struct ChunkEncoder {
     stdin: Option<ChildStdin>,
     drain: Option<JoinHandle<Vec<String>>>,
     size: FrameSize,
+    partial: PathBuf,
+    finished: PathBuf,
+}
+
+fn work_dir_error(path: &Path, error: std::io::Error) -> MediaError {
+    MediaError::Output {
+        path: path.display().to_string(),
+        problem: format!("{error}; check that the work directory is writable and has free space"),
+    }
 }
 
 impl ChunkEncoder {
@@ -43,8 +62,14 @@ impl ChunkEncoder {
         frame_rate: Rational,
         index: usize,
         first_frame: usize,
-        staging: &Path,
+        work_dir: &Path,
     ) -> Result<ChunkEncoder, MediaError> {
+        let partial = work_dir.join(partial_name(index, &output.kind));
+        let finished = work_dir.join(chunk_name(index, &output.kind));
+        if let OutputKind::Images { .. } = output.kind {
+            let _ = std::fs::remove_dir_all(&partial);
+            std::fs::create_dir(&partial).map_err(|e| work_dir_error(&partial, e))?;
+        }
         let mut command = FfmpegCommand::new();
         command
             .hide_banner()
@@ -62,14 +87,15 @@ impl ChunkEncoder {
                     .pix_fmt(pix_fmt)
                     .args(["-threads", X264_THREADS])
                     .format("mpegts")
-                    .output(file_url(&staging.join(segment_name(index))));
+                    .overwrite()
+                    .output(file_url(&partial));
             }
             OutputKind::Images { pattern } => {
                 command
                     .args(["-start_number", &(first_frame + 1).to_string()])
                     .codec_video("png")
                     .format("image2")
-                    .output(file_url(&staging.join(pattern)));
+                    .output(file_url(&partial.join(pattern)));
             }
         }
         log::debug!(
@@ -91,6 +117,8 @@ impl ChunkEncoder {
             stdin,
             drain: Some(drain),
             size,
+            partial,
+            finished,
         })
     }
 
@@ -103,10 +131,11 @@ impl ChunkEncoder {
         Ok(())
     }
 
-    /// Closes the input and waits for the segment to be complete.
+    /// Closes the input, waits for the chunk to be complete and moves it to its final name.
     pub fn finish(mut self) -> Result<(), MediaError> {
         match self.close() {
-            (true, _) => Ok(()),
+            (true, _) => std::fs::rename(&self.partial, &self.finished)
+                .map_err(|e| work_dir_error(&self.finished, e)),
             (false, errors) => Err(encoding_failed(&errors)),
         }
     }
@@ -142,26 +171,37 @@ impl Drop for ChunkEncoder {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let _ = std::fs::remove_file(&self.partial);
+        let _ = std::fs::remove_dir_all(&self.partial);
     }
 }
 
-/// Joins the chunk segments in `staging` and muxes the input's audio into `destination`.
-/// `duration` (seconds) trims the audio when only the first frames were stylized.
+/// Joins the chunk segments of `work_dir` and muxes the input's audio into `destination`; the
+/// list of segments is written in `scratch`. `duration` (seconds) trims the audio when only the
+/// first frames were stylized.
 pub fn assemble(
     output: &OutputSpec,
     input: &VideoInfo,
     chunks: usize,
-    staging: &Path,
+    work_dir: &Path,
+    scratch: &Path,
     destination: &Path,
     duration: Option<f64>,
 ) -> Result<(), MediaError> {
     let OutputKind::Video { container, .. } = &output.kind else {
         return Ok(());
     };
+    // The concat demuxer's quoting: a quote inside a quoted path is written '\''.
+    let quoted = |path: PathBuf| path.display().to_string().replace('\'', "'\\''");
     let list: String = (0..chunks)
-        .map(|i| format!("file '{}'\n", segment_name(i)))
+        .map(|i| {
+            format!(
+                "file '{}'\n",
+                quoted(work_dir.join(chunk_name(i, &output.kind)))
+            )
+        })
         .collect();
-    let list_path: PathBuf = staging.join("chunks.txt");
+    let list_path: PathBuf = scratch.join("chunks.txt");
     std::fs::write(&list_path, list).map_err(|e| MediaError::Output {
         path: list_path.display().to_string(),
         problem: e.to_string(),

@@ -119,27 +119,35 @@ impl Staging {
         })
     }
 
-    /// Moves every staged file whose name `keep` accepts into the output directory.
-    pub fn publish_all(self, keep: impl Fn(&str) -> bool) -> Result<usize, StorageError> {
-        let unwritable = |source| StorageError::Unwritable {
-            dir: self.dir.path().display().to_string(),
-            source,
-        };
-        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
-            .map_err(unwritable)?
-            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-            .filter(|name| keep(name))
-            .collect();
-        names.sort();
-        for name in &names {
-            let target = self.target_dir.join(name);
-            std::fs::rename(self.dir.path().join(name), &target).map_err(|source| {
-                StorageError::Publish {
+    /// Moves the files of `dirs`, in order, into the output directory: by rename, or for a
+    /// work directory on another filesystem by a copy into the staging directory first, so
+    /// that every file appears complete. Returns how many were moved.
+    pub fn publish_from(self, dirs: &[PathBuf]) -> Result<usize, StorageError> {
+        let mut moved = 0;
+        for dir in dirs {
+            let unwritable = |source| StorageError::Unwritable {
+                dir: dir.display().to_string(),
+                source,
+            };
+            let mut names: Vec<_> = std::fs::read_dir(dir)
+                .map_err(unwritable)?
+                .filter_map(|entry| Some(entry.ok()?.file_name()))
+                .collect();
+            names.sort();
+            for name in names {
+                let (source, target) = (dir.join(&name), self.target_dir.join(&name));
+                let publish = |source| StorageError::Publish {
                     target: target.display().to_string(),
                     source,
+                };
+                if std::fs::rename(&source, &target).is_err() {
+                    let staged = self.dir.path().join(&name);
+                    std::fs::copy(&source, &staged).map_err(publish)?;
+                    std::fs::rename(&staged, &target).map_err(publish)?;
                 }
-            })?;
+                moved += 1;
+            }
         }
-        Ok(names.len())
+        Ok(moved)
     }
 }

@@ -123,18 +123,13 @@ fn cache_dir() -> Option<PathBuf> {
     Some(base.join("stylemill/kernels"))
 }
 
-/// A stable fingerprint of a source and architecture (FNV-1a), naming the cache entry.
+/// A stable fingerprint of a source and architecture, naming the cache entry.
 fn fingerprint(source: &str, arch: &str) -> u64 {
-    let mut hash: u64 = 0xcbf29ce484222325;
-    for byte in source
-        .bytes()
-        .chain(arch.bytes())
-        .chain(env!("CARGO_PKG_VERSION").bytes())
-    {
-        hash ^= byte as u64;
-        hash = hash.wrapping_mul(0x100000001b3);
-    }
-    hash
+    crate::hash::fnv1a([
+        source.as_bytes(),
+        arch.as_bytes(),
+        env!("CARGO_PKG_VERSION").as_bytes(),
+    ])
 }
 
 /// The cache entry of a family for an architecture, if there is a cache directory.

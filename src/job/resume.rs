@@ -1,0 +1,188 @@
+//! Resuming after a failure. With `--work-dir`, every finished chunk stays in the work directory
+//! (each appears only complete, by rename), beside a manifest saying which job it belongs to:
+//! the input, the style, the frame size, the frame count, the chunking, the output settings and
+//! the stylemill version. A rerun of the same command computes only the chunks that are missing;
+//! a work directory holding another job's chunks is refused (or cleared with `--restart`).
+
+use super::JobError;
+use crate::frame::FrameSize;
+use crate::media::encode::chunk_name;
+use crate::media::output::OutputKind;
+use crate::media::probe::VideoInfo;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+const MANIFEST: &str = "checkpoint.json";
+/// Bytes hashed at each end of the input to recognise it without reading it all.
+const SAMPLE: u64 = 1 << 20;
+
+/// What a checkpoint belongs to; two runs may share chunks only if these are all equal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: String,
+    pub input: String,
+    pub input_bytes: u64,
+    pub input_hash: String,
+    pub style_hash: String,
+    pub size: FrameSize,
+    pub frames: usize,
+    pub chunk_frames: usize,
+    pub output: OutputKind,
+}
+
+fn io_error(dir: &Path) -> impl Fn(std::io::Error) -> JobError + '_ {
+    move |source| JobError::WorkDir {
+        dir: dir.display().to_string(),
+        detail: source.to_string(),
+    }
+}
+
+impl Manifest {
+    pub fn new(
+        input: &VideoInfo,
+        weights: &[u8],
+        size: FrameSize,
+        frames: usize,
+        chunk_frames: usize,
+        output: &OutputKind,
+    ) -> Result<Manifest, JobError> {
+        let path = &input.path;
+        let read_error = |e: std::io::Error| JobError::WorkDir {
+            dir: path.display().to_string(),
+            detail: format!("cannot read the input to fingerprint it: {e}"),
+        };
+        let mut file = std::fs::File::open(path).map_err(read_error)?;
+        let bytes = file.metadata().map_err(read_error)?.len();
+        let mut head = Vec::new();
+        file.by_ref()
+            .take(SAMPLE)
+            .read_to_end(&mut head)
+            .map_err(read_error)?;
+        let mut tail = Vec::new();
+        file.seek(SeekFrom::Start(bytes.saturating_sub(SAMPLE)))
+            .map_err(read_error)?;
+        file.read_to_end(&mut tail).map_err(read_error)?;
+        Ok(Manifest {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            input: path.display().to_string(),
+            input_bytes: bytes,
+            input_hash: format!(
+                "{:016x}",
+                crate::hash::fnv1a([head.as_slice(), tail.as_slice()])
+            ),
+            style_hash: format!("{:016x}", crate::hash::fnv1a([weights])),
+            size,
+            frames,
+            chunk_frames,
+            output: output.clone(),
+        })
+    }
+
+    /// What differs from `other`, in words, or `None` if they describe the same job.
+    fn difference(&self, other: &Manifest) -> Option<&'static str> {
+        if self.version != other.version {
+            Some("another stylemill version")
+        } else if self.input_bytes != other.input_bytes || self.input_hash != other.input_hash {
+            Some("another input")
+        } else if self.style_hash != other.style_hash {
+            Some("another style")
+        } else if self.size != other.size {
+            Some("another frame size (--scale)")
+        } else if self.frames != other.frames {
+            Some("another frame count (--limit)")
+        } else if self.chunk_frames != other.chunk_frames {
+            Some("another --chunk-frames")
+        } else if self.output != other.output {
+            Some("other output settings")
+        } else {
+            None
+        }
+    }
+}
+
+/// Prepares `dir` to hold this job's chunks and returns the chunks already complete there.
+/// Chunks of another job are refused, or removed when `restart` is set.
+pub fn prepare_work_dir(
+    dir: &Path,
+    manifest: &Manifest,
+    chunks: usize,
+    restart: bool,
+) -> Result<Vec<usize>, JobError> {
+    let error = io_error(dir);
+    std::fs::create_dir_all(dir).map_err(&error)?;
+    let manifest_path = dir.join(MANIFEST);
+    if let Ok(text) = std::fs::read_to_string(&manifest_path) {
+        let previous: Option<Manifest> = serde_json::from_str(&text).ok();
+        let difference = match &previous {
+            Some(previous) => manifest.difference(previous),
+            None => Some("an unreadable manifest"),
+        };
+        if let Some(what) = difference {
+            if !restart {
+                return Err(JobError::CheckpointMismatch {
+                    dir: dir.display().to_string(),
+                    what,
+                });
+            }
+            log::info!(
+                "--restart: discarding the checkpoint in {} ({what})",
+                dir.display()
+            );
+            clear(dir)?;
+        }
+    }
+    remove_partial_chunks(dir)?;
+    let staged = tempfile::NamedTempFile::new_in(dir).map_err(&error)?;
+    std::fs::write(
+        staged.path(),
+        serde_json::to_vec_pretty(manifest).expect("manifest serializes"),
+    )
+    .map_err(&error)?;
+    staged.persist(&manifest_path).map_err(|e| error(e.error))?;
+    Ok((0..chunks)
+        .filter(|&i| dir.join(chunk_name(i, &manifest.output)).exists())
+        .collect())
+}
+
+/// Chunk files and directories in `dir` (finished or partial).
+fn chunk_entries(dir: &Path) -> Result<Vec<PathBuf>, JobError> {
+    let entries = std::fs::read_dir(dir).map_err(io_error(dir))?;
+    Ok(entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("chunk-"))
+        })
+        .collect())
+}
+
+fn remove(path: &Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
+/// Removes what an interrupted encoder left half-written.
+fn remove_partial_chunks(dir: &Path) -> Result<(), JobError> {
+    for path in chunk_entries(dir)? {
+        if path.extension().is_some_and(|e| e == "partial") {
+            remove(&path).map_err(io_error(dir))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes every chunk and the manifest: after a successful run, or for `--restart`.
+pub fn clear(dir: &Path) -> Result<(), JobError> {
+    for path in chunk_entries(dir)? {
+        remove(&path).map_err(io_error(dir))?;
+    }
+    match std::fs::remove_file(dir.join(MANIFEST)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(dir)(e)),
+        _ => Ok(()),
+    }
+}
