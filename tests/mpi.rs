@@ -77,20 +77,6 @@ fn mpirun_writes_the_same_png_sequence() {
     }
 }
 
-/// Pids of stylemill processes started by mpirun as `rank`.
-fn pids_of_rank(rank: usize) -> Vec<u32> {
-    let wanted = format!("OMPI_COMM_WORLD_RANK={rank}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            exe == bin() && environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes())
-        })
-        .collect()
-}
-
 #[test]
 fn a_killed_rank_ends_the_job_with_an_error_naming_it_and_leaves_no_output() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,17 +94,7 @@ fn a_killed_rank_ends_the_job_with_an_error_naming_it_and_leaves_no_output() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    let victim = loop {
-        if let Some(pid) = pids_of_rank(1).first() {
-            break *pid;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "rank 1 never started"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let victim = pid_of_rank(1, &output);
     std::thread::sleep(Duration::from_secs(2));
     let killed = Instant::now();
     std::process::Command::new("kill")

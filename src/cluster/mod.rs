@@ -10,6 +10,7 @@
 use crate::frame::{Frame, FrameSize};
 use mpi::environment::Universe;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::request::StaticScope;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::Root;
 use mpi::Threading;
@@ -179,28 +180,34 @@ fn timed_out(rank: usize, timeout: Duration) -> ClusterError {
     }
 }
 
-fn send(rank: usize, bytes: &[u8], tag: i32, timeout: Duration) -> Result<(), ClusterError> {
+/// Sends `bytes` to `rank`, giving up after `timeout`. A send to a rank that hangs can be
+/// neither completed nor cancelled (MPI cannot cancel a send under way), so the buffer is owned
+/// by the request: it is reclaimed when the send completes, and deliberately leaked with the
+/// request when it times out, since the job then ends.
+fn send(rank: usize, bytes: Vec<u8>, tag: i32, timeout: Duration) -> Result<(), ClusterError> {
     let world = world();
     let process = world.process_at_rank(rank as i32);
-    mpi::request::scope(|scope| {
-        let mut pending = Some(process.immediate_send_with_tag(scope, bytes, tag));
-        let sent = patiently(timeout, || match pending.take()?.test() {
-            Ok(_) => Some(()),
-            Err(request) => {
-                pending = Some(request);
-                None
-            }
-        });
-        match (sent, pending.take()) {
-            (Some(()), _) => Ok(()),
-            (None, Some(request)) => {
-                request.cancel();
-                let _ = request.test();
-                Err(timed_out(rank, timeout))
-            }
-            (None, None) => Err(timed_out(rank, timeout)),
+    let buffer: &'static mut [u8] = Box::leak(bytes.into_boxed_slice());
+    let owned = buffer as *mut [u8];
+    let mut pending = Some(process.immediate_send_with_tag(StaticScope, &*buffer, tag));
+    patiently(timeout, || match pending.take()?.test() {
+        Ok(_) => Some(()),
+        Err(request) => {
+            pending = Some(request);
+            None
         }
-    })
+    });
+    match pending {
+        None => {
+            // SAFETY: the send completed, so MPI no longer reads the buffer leaked above.
+            drop(unsafe { Box::from_raw(owned) });
+            Ok(())
+        }
+        Some(request) => {
+            std::mem::forget(request);
+            Err(timed_out(rank, timeout))
+        }
+    }
 }
 
 /// Receives the next message from `rank`: its tag and bytes, and how long copying it took.
@@ -231,8 +238,8 @@ pub struct StylizedFrame {
 }
 
 /// Sends a frame's pixels to `rank`.
-pub fn send_frame(rank: usize, frame: &Frame, timeout: Duration) -> Result<(), ClusterError> {
-    send(rank, &frame.data, TAG_FRAME, timeout)
+pub fn send_frame(rank: usize, frame: Frame, timeout: Duration) -> Result<(), ClusterError> {
+    send(rank, frame.data, TAG_FRAME, timeout)
 }
 
 /// Sends a stylized frame and the seconds it took to compute.
@@ -240,17 +247,17 @@ pub fn send_result(rank: usize, frame: &Frame, seconds: f64) -> Result<(), Clust
     let mut message = Vec::with_capacity(8 + frame.data.len());
     message.extend_from_slice(&seconds.to_le_bytes());
     message.extend_from_slice(&frame.data);
-    send(rank, &message, TAG_RESULT, FOREVER)
+    send(rank, message, TAG_RESULT, FOREVER)
 }
 
 /// Tells `rank` that this rank failed, and why.
 pub fn send_failure(rank: usize, cause: &str) {
-    let _ = send(rank, cause.as_bytes(), TAG_FAILURE, FOREVER);
+    let _ = send(rank, cause.as_bytes().to_vec(), TAG_FAILURE, FOREVER);
 }
 
 /// Tells `rank` who this rank is (its host and engine), as text.
 pub fn send_hello(rank: usize, about: &str) {
-    let _ = send(rank, about.as_bytes(), TAG_HELLO, FOREVER);
+    let _ = send(rank, about.as_bytes().to_vec(), TAG_HELLO, FOREVER);
 }
 
 /// What a rank sent: a message of the expected kind, or its failure.

@@ -197,7 +197,7 @@ impl Recorder {
                 wall_s: wall,
                 decode_s: timings.decode_ns.load(Ordering::Relaxed) as f64 / 1e9,
                 transfer_s: timings.transfer_ns.load(Ordering::Relaxed) as f64 / 1e9,
-                compute_s: self.frames.iter().map(|f| f.compute_s).sum(),
+                compute_s: self.frames.iter().fold(0.0, |sum, f| sum + f.compute_s),
                 encode_s: self.encode.as_secs_f64(),
             },
             ranks,

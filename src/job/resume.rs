@@ -101,16 +101,17 @@ impl Manifest {
     }
 }
 
-/// Prepares `dir` to hold this job's chunks and returns the chunks already complete there.
-/// Chunks of another job are refused, or removed when `restart` is set.
+/// Prepares `dir` to hold this job's chunks; returns its absolute path and the chunks already
+/// complete there. Chunks of another job are refused, or removed when `restart` is set.
 pub fn prepare_work_dir(
     dir: &Path,
     manifest: &Manifest,
     chunks: usize,
     restart: bool,
-) -> Result<Vec<usize>, JobError> {
+) -> Result<(PathBuf, Vec<usize>), JobError> {
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let dir = &dir.canonicalize().map_err(io_error(dir))?;
     let error = io_error(dir);
-    std::fs::create_dir_all(dir).map_err(&error)?;
     let manifest_path = dir.join(MANIFEST);
     if let Ok(text) = std::fs::read_to_string(&manifest_path) {
         let previous: Option<Manifest> = serde_json::from_str(&text).ok();
@@ -140,9 +141,10 @@ pub fn prepare_work_dir(
     )
     .map_err(&error)?;
     staged.persist(&manifest_path).map_err(|e| error(e.error))?;
-    Ok((0..chunks)
+    let done = (0..chunks)
         .filter(|&i| dir.join(chunk_name(i, &manifest.output)).exists())
-        .collect())
+        .collect();
+    Ok((dir.to_path_buf(), done))
 }
 
 /// Chunk files and directories in `dir` (finished or partial).

@@ -191,8 +191,8 @@ fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
                 options.chunk_frames,
                 &output.kind,
             )?;
-            let done = prepare_work_dir(dir, &manifest, chunks, options.restart)?;
-            (WorkArea::Kept(dir.clone()), done)
+            let (dir, done) = prepare_work_dir(dir, &manifest, chunks, options.restart)?;
+            (WorkArea::Kept(dir), done)
         }
         None => (WorkArea::Temporary, Vec::new()),
     };
@@ -402,7 +402,7 @@ fn feed(plan: &Plan, rank: usize, timings: &Timings, timeout: Duration) -> Resul
         };
         timings.add_decode(start.elapsed());
         let start = Instant::now();
-        cluster::send_frame(rank, &frame, timeout)?;
+        cluster::send_frame(rank, frame, timeout)?;
         timings.add_transfer(start.elapsed());
     }
 }

@@ -12,10 +12,13 @@ static LIVE_STAGING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// removes every staging directory, then exits with the conventional status.
 pub fn clean_up_on_termination() {
     let installed = ctrlc::set_handler(|| {
-        for dir in LIVE_STAGING.lock().map(|d| d.clone()).unwrap_or_default() {
+        let staged = LIVE_STAGING.lock().map(|d| d.clone()).unwrap_or_default();
+        for dir in &staged {
             let _ = std::fs::remove_dir_all(dir);
         }
-        eprintln!("error: interrupted; nothing was written");
+        if !staged.is_empty() {
+            eprintln!("error: interrupted before the output was complete; nothing was written to the output path");
+        }
         std::process::exit(130);
     });
     if let Err(error) = installed {

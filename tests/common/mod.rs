@@ -229,3 +229,34 @@ pub fn shipped_tensors(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("models/{style}.safetensors"));
     stylemill::model::safetensors_file::read(&std::fs::read(path).unwrap(), style).unwrap()
 }
+
+/// The pid of the stylemill process that mpirun started as `rank` for the job writing `output`
+/// (tests run in parallel: the output path tells their jobs apart), waiting for it to appear.
+pub fn pid_of_rank(rank: usize, output: &std::path::Path) -> u32 {
+    let wanted = format!("OMPI_COMM_WORLD_RANK={rank}");
+    let started = std::time::Instant::now();
+    loop {
+        let found = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+                let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                let cmdline = String::from_utf8_lossy(
+                    &std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default(),
+                )
+                .into_owned();
+                exe == bin()
+                    && cmdline.contains(output.to_str().unwrap())
+                    && environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes())
+            });
+        if let Some(pid) = found {
+            return pid;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "rank {rank} never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,279 @@
+//! Surviving cluster failures: a killed rank ends the job with the rank named and a rerun with
+//! the same --work-dir computes only the missing chunks, giving the same bytes as an
+//! uninterrupted run; a hanging rank is stopped by --rank-timeout; checkpoints of another job
+//! are refused; and the report accounts for every frame exactly once.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FRAMES: usize = 96;
+
+fn job_args(output: &Path, style: &str, extra: &[&str]) -> Vec<String> {
+    let mut all = vec!["--scale", "2", "--limit", "96", "--chunk-frames", "8"];
+    all.extend_from_slice(extra);
+    run_args(&media("rabbit320_h264_aac.mp4"), output, style, &all)
+}
+
+fn spawn_mpirun(ranks: usize, args: &[String]) -> Child {
+    Command::new("mpirun")
+        .args([
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-np",
+            &ranks.to_string(),
+        ])
+        .arg(bin())
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mpirun runs")
+}
+
+fn finished_chunks(dir: &Path) -> usize {
+    if !dir.exists() {
+        return 0;
+    }
+    names_in(dir)
+        .iter()
+        .filter(|n| n.starts_with("chunk-") && n.ends_with(".ts"))
+        .count()
+}
+
+fn signal(pid: u32, name: &str) {
+    Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+/// "N computed" from the summary line.
+fn computed(stdout: &str) -> usize {
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| *w == "computed")
+        .expect("summary line");
+    words[at - 1].parse().unwrap()
+}
+
+#[test]
+fn a_killed_rank_is_named_and_the_rerun_resumes_with_identical_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("reference.mp4");
+    let (ok, _, stderr) = stylemill(&job_args(&reference, "mosaic", &[]));
+    assert!(ok, "{stderr}");
+
+    let work = dir.path().join("work");
+    let output = dir.path().join("out.mp4");
+    let args = job_args(&output, "mosaic", &["--work-dir", work.to_str().unwrap()]);
+    let child = spawn_mpirun(3, &args);
+    let victim = pid_of_rank(1, &output);
+    let started = Instant::now();
+    while finished_chunks(&work) < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no chunk finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(victim, "KILL");
+    let killed = Instant::now();
+    let run = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        killed.elapsed() < Duration::from_secs(60),
+        "ended {:?} after the kill",
+        killed.elapsed()
+    );
+    assert!(stderr.contains("rank 1"), "{stderr}");
+    assert!(!output.exists());
+    assert!(
+        finished_chunks(&work) >= 3,
+        "finished chunks survive the failure"
+    );
+
+    let rerun = mpirun(3, &args);
+    let stdout = String::from_utf8_lossy(&rerun.stdout);
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    let recomputed = computed(&stdout);
+    assert!(
+        recomputed < FRAMES,
+        "the rerun computed {recomputed} of {FRAMES} frames"
+    );
+    assert!(
+        stdout.contains(&format!("{} from checkpoints", FRAMES - recomputed)),
+        "{stdout}"
+    );
+    assert!(
+        std::fs::read(&output).unwrap() == std::fs::read(&reference).unwrap(),
+        "resumed output differs"
+    );
+    assert!(
+        names_in(&work).is_empty(),
+        "the work directory is emptied after success"
+    );
+}
+
+#[test]
+fn a_hanging_rank_is_stopped_by_the_rank_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.mp4");
+    let child = spawn_mpirun(2, &job_args(&output, "candy", &["--rank-timeout", "3"]));
+    let victim = pid_of_rank(1, &output);
+    std::thread::sleep(Duration::from_secs(1));
+    signal(victim, "STOP");
+    let stopped = Instant::now();
+    let run = child.wait_with_output().unwrap();
+    signal(victim, "KILL");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(45),
+        "ended {:?} after the hang",
+        stopped.elapsed()
+    );
+    assert!(
+        stderr.contains("rank 1 made no progress for 3 s"),
+        "{stderr}"
+    );
+    assert_eq!(names_in(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_checkpoint_of_another_job_is_refused_and_restart_discards_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let output = dir.path().join("out.mp4");
+    let work_args = ["--work-dir", work.to_str().unwrap()];
+    let mut first = Command::new(bin())
+        .args(job_args(&output, "mosaic", &work_args))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while finished_chunks(&work) < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no chunk finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(first.id(), "TERM");
+    assert!(!first.wait().unwrap().success());
+    assert!(!output.exists());
+
+    let (ok, _, stderr) = stylemill(&job_args(&output, "udnie", &work_args));
+    assert!(!ok);
+    assert!(stderr.contains("holds the checkpoint of a different job (another style); rerun the same command, pass --restart"), "{stderr}");
+    assert!(!output.exists());
+
+    let mut restart = work_args.to_vec();
+    restart.push("--restart");
+    let (ok, stdout, stderr) = stylemill(&job_args(&output, "udnie", &restart));
+    assert!(ok, "{stderr}");
+    assert_eq!(computed(&stdout), FRAMES, "--restart recomputes everything");
+}
+
+#[test]
+fn an_unusable_work_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let work = file.join("work");
+    let (ok, _, stderr) = stylemill(&job_args(
+        &dir.path().join("out.mp4"),
+        "mosaic",
+        &["--work-dir", work.to_str().unwrap()],
+    ));
+    assert!(!ok);
+    assert!(stderr.contains("cannot use work directory"), "{stderr}");
+    assert_eq!(names_in(dir.path()), vec!["a-file"]);
+}
+
+#[test]
+fn the_report_accounts_for_every_frame_once_and_matches_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.mp4");
+    let (report, events) = (
+        dir.path().join("report.json"),
+        dir.path().join("events.jsonl"),
+    );
+    let args = job_args(
+        &output,
+        "pointilism",
+        &[
+            "--report",
+            report.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+    );
+    let run = mpirun(3, &args);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["frames"], FRAMES);
+    assert_eq!(report["computed"], FRAMES);
+    let mut frames: Vec<u64> = report["frame_timings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["frame"].as_u64().unwrap())
+        .collect();
+    frames.sort();
+    assert_eq!(
+        frames,
+        (0..FRAMES as u64).collect::<Vec<_>>(),
+        "every frame exactly once"
+    );
+    let ranks = report["ranks"].as_array().unwrap();
+    let counts: Vec<u64> = ranks
+        .iter()
+        .map(|r| r["frames"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, vec![32, 32, 32], "the plan's even split");
+    for (rank, entry) in ranks.iter().enumerate() {
+        let mine = report["frame_timings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rank"] == rank);
+        let busy: f64 = mine.map(|f| f["compute_s"].as_f64().unwrap()).sum();
+        assert!((entry["busy_s"].as_f64().unwrap() - busy).abs() < 1e-6);
+        assert!(
+            entry["busy_s"].as_f64().unwrap() > 0.0
+                && entry["device"].as_str().unwrap().starts_with("cpu")
+        );
+    }
+    for total in ["decode_s", "compute_s", "encode_s", "wall_s"] {
+        assert!(report["totals"][total].as_f64().unwrap() > 0.0, "{total}");
+    }
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.iter().filter(|e| e["event"] == "frame").count(),
+        FRAMES
+    );
+    assert_eq!(lines.iter().filter(|e| e["event"] == "rank").count(), 3);
+    assert_eq!(lines.last().unwrap()["event"], "done");
+}
