@@ -4,7 +4,7 @@
 //!
 //! These need an NVIDIA GPU and driver: run them with
 //! `cargo test --release --test cuda -- --ignored` (NVRTC from the CUDA toolkit, or
-//! `STYLEMILL_NVRTC_DIR=target/cuda-tools/nvidia/cuda_nvrtc/lib` after scripts/fetch-cuda-tools.sh).
+//! `STYLEMILL_NVRTC_DIR=target/cuda-tools/nvidia/cuda_nvrtc/lib` after scripts/test-tools.sh).
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! Every CUDA kernel compiles with NVRTC for sm_80 and sm_90, on any machine (no GPU needed),
 //! and ptxas reports each kernel's registers and spills for sm_90.
 //!
-//! NVRTC and ptxas come from the CUDA toolkit or from PyPI (`scripts/fetch-cuda-tools.sh`
+//! NVRTC and ptxas come from the CUDA toolkit or from PyPI (`scripts/test-tools.sh`
 //! unpacks nvidia-cuda-nvrtc-cu12 and nvidia-cuda-nvcc-cu12 into target/cuda-tools, where these
 //! tests look by default; `STYLEMILL_NVRTC_DIR` and `STYLEMILL_PTXAS` override).
 
@@ -47,7 +47,7 @@ fn ptxas_reports_registers_and_no_spills_for_sm90() {
         .unwrap_or_else(|| tools().join("cuda_nvcc/bin/ptxas"));
     assert!(
         ptxas.exists(),
-        "ptxas not found at {}: run scripts/fetch-cuda-tools.sh",
+        "ptxas not found at {}: run scripts/test-tools.sh",
         ptxas.display()
     );
     let mut report = Vec::new();

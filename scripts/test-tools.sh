@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Prepares what the tests use besides the system packages, all under target/ (nothing is
+# installed system-wide, no GPU and no CUDA toolkit needed):
+# - target/cuda-tools: NVRTC and ptxas unpacked from their PyPI wheels, for compiling the CUDA
+#   kernels and reporting their registers;
+# - target/test-venv: a Python environment with azure-ai-ml and dockerfile-parse, for validating
+#   the Azure ML job definitions offline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools=target/cuda-tools
+if [ ! -e "$tools/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" ] || [ ! -x "$tools/nvidia/cuda_nvcc/bin/ptxas" ]; then
+    mkdir -p "$tools/wheels"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$tools/wheels" \
+        "nvidia-cuda-nvrtc-cu12==12.9.*" "nvidia-cuda-nvcc-cu12==12.9.*"
+    for wheel in "$tools"/wheels/*.whl; do
+        python3 -m zipfile -e "$wheel" "$tools"
+    done
+    chmod +x "$tools/nvidia/cuda_nvcc/bin/ptxas"
+fi
+
+venv=target/test-venv
+if ! "$venv/bin/python" -c "import azure.ai.ml, dockerfile_parse" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check azure-ai-ml dockerfile-parse
+fi
