@@ -8,17 +8,21 @@ extern "C" __global__ void rgb8_to_f32(const unsigned char* __restrict__ src,
     if (i < count) dst[i] = (float)src[i];
 }
 
-extern "C" __global__ void f32_to_rgb8(const float* __restrict__ src, unsigned char* __restrict__ dst,
-                                       int batch, int src_h, int src_w, int h, int w) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    const size_t count = (size_t)batch * h * w * 3;
-    if (i >= count) return;
+// Index in the network output (batch x src_h x src_w x 3) of element i of its crop to h x w.
+__device__ __forceinline__ size_t cropped_source(size_t i, int src_h, int src_w, int h, int w) {
     const int c = (int)(i % 3);
     const size_t pixel = i / 3;
     const int x = (int)(pixel % w);
     const int y = (int)((pixel / w) % h);
     const size_t b = pixel / ((size_t)w * h);
-    const float v = src[((b * src_h + y) * src_w + x) * 3 + c];
+    return ((b * src_h + y) * src_w + x) * 3 + c;
+}
+
+extern "C" __global__ void f32_to_rgb8(const float* __restrict__ src, unsigned char* __restrict__ dst,
+                                       int batch, int src_h, int src_w, int h, int w) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)batch * h * w * 3) return;
+    const float v = src[cropped_source(i, src_h, src_w, h, w)];
     dst[i] = (unsigned char)roundf(fminf(fmaxf(v, 0.f), 255.f));
 }
 
@@ -27,12 +31,6 @@ extern "C" __global__ void f32_to_rgb8(const float* __restrict__ src, unsigned c
 extern "C" __global__ void crop_f32(const float* __restrict__ src, float* __restrict__ dst,
                                     int batch, int src_h, int src_w, int h, int w) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    const size_t count = (size_t)batch * h * w * 3;
-    if (i >= count) return;
-    const int c = (int)(i % 3);
-    const size_t pixel = i / 3;
-    const int x = (int)(pixel % w);
-    const int y = (int)((pixel / w) % h);
-    const size_t b = pixel / ((size_t)w * h);
-    dst[i] = src[((b * src_h + y) * src_w + x) * 3 + c];
+    if (i >= (size_t)batch * h * w * 3) return;
+    dst[i] = src[cropped_source(i, src_h, src_w, h, w)];
 }

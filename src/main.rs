@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use stylemill::cluster::Cluster;
+use stylemill::cluster::{Cluster, Watchdog};
 use stylemill::engine::{Device, Precision};
 use stylemill::job::{self, JobError, RunOptions};
 use stylemill::model::styles::SHIPPED;
@@ -153,6 +153,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
+    let rank_timeout = std::time::Duration::from_secs(args.rank_timeout.max(1));
+    let watchdog = stylemill::cluster::launched_by_mpi().then(|| Watchdog::start(rank_timeout));
     let cluster = match Cluster::init() {
         Ok(cluster) => cluster,
         Err(error) => return fail(&error),
@@ -172,11 +174,11 @@ fn run(args: RunArgs) -> ExitCode {
         batch: args.batch.max(1),
         work_dir: args.work_dir,
         restart: args.restart,
-        rank_timeout: std::time::Duration::from_secs(args.rank_timeout.max(1)),
+        rank_timeout,
         report: args.report,
         events: args.events,
     };
-    match job::run(&options, &cluster) {
+    match job::run(&options, &cluster, watchdog) {
         Ok(Some(summary)) => {
             let report = &summary.report;
             println!(

@@ -113,36 +113,13 @@ fn instance_norm_kernels_match_the_cpu_layer() {
 #[test]
 #[ignore = "needs a CUDA GPU: run with cargo test --release --test cuda -- --ignored"]
 fn frame_kernels_and_the_whole_network_match_every_golden_case() {
-    #[derive(serde::Deserialize)]
-    struct Manifest {
-        cases: Vec<Case>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Case {
-        input: String,
-        style: String,
-        output_f32: String,
-        output_png: String,
-    }
     let dir = fixtures().join("golden");
-    let manifest: Manifest =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
-    for case in manifest.cases {
+    for case in golden_manifest().cases {
         let net = load_style(&case.style).unwrap();
         let frame = read_png(&dir.join(&case.input));
-        let expected = read_f32(&dir.join(&case.output_f32));
-        let output = gpu(&net, Precision::Fp32).forward(&frame).unwrap();
-        let max = output
-            .iter()
-            .zip(&expected)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        assert!(
-            max <= 0.01,
-            "{} {}: fp32 max abs difference {max}",
-            case.input,
-            case.style
-        );
+        let mut fp32 = gpu(&net, Precision::Fp32);
+        assert_matches_golden(&mut fp32, &case);
+        let output = fp32.forward(&frame).unwrap();
         let golden_png = read_png(&dir.join(&case.output_png));
         let stylized = gpu(&net, Precision::Fp32).stylize(&frame).unwrap();
         assert_eq!(

@@ -19,18 +19,7 @@ fn job_args(output: &Path, style: &str, extra: &[&str]) -> Vec<String> {
 }
 
 fn spawn_mpirun(ranks: usize, args: &[String]) -> Child {
-    Command::new("mpirun")
-        .args([
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-np",
-            &ranks.to_string(),
-        ])
-        .arg(bin())
-        .args(args)
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    mpirun_command(ranks, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -127,13 +116,30 @@ fn a_killed_rank_is_named_and_the_rerun_resumes_with_identical_bytes() {
     );
 }
 
+/// Whether the event log shows a frame stylized by `rank`.
+fn rank_has_stylized(events: &Path, rank: usize) -> bool {
+    let text = std::fs::read_to_string(events).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .any(|event| event["event"] == "frame" && event["rank"] == rank)
+}
+
 #[test]
 fn a_hanging_rank_is_stopped_by_the_rank_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.mp4");
-    let child = spawn_mpirun(2, &job_args(&output, "candy", &["--rank-timeout", "3"]));
+    let events = dir.path().join("events.jsonl");
+    let extra = ["--rank-timeout", "3", "--events", events.to_str().unwrap()];
+    let child = spawn_mpirun(2, &job_args(&output, "candy", &extra));
     let victim = pid_of_rank(1, &output);
-    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    while !rank_has_stylized(&events, 1) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "rank 1 never stylized a frame"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     signal(victim, "STOP");
     let stopped = Instant::now();
     let run = child.wait_with_output().unwrap();
@@ -149,7 +155,32 @@ fn a_hanging_rank_is_stopped_by_the_rank_timeout() {
         stderr.contains("rank 1 made no progress for 3 s"),
         "{stderr}"
     );
-    assert_eq!(names_in(dir.path()), Vec::<String>::new());
+    assert_eq!(names_in(dir.path()), vec!["events.jsonl"]);
+}
+
+#[test]
+fn a_rank_hanging_at_start_up_is_stopped_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.mp4");
+    let child = spawn_mpirun(2, &job_args(&output, "candy", &["--rank-timeout", "3"]));
+    let victim = pid_of_rank(1, &output);
+    signal(victim, "STOP");
+    let stopped = Instant::now();
+    let run = child.wait_with_output().unwrap();
+    signal(victim, "KILL");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(45),
+        "ended {:?} after the hang",
+        stopped.elapsed()
+    );
+    // Stopped inside MPI's start-up or the plan's broadcast, or (on a fast machine) already
+    // exchanging frames: either deadline names the failure.
+    let named = stderr.contains("did not all start within 3 s")
+        || stderr.contains("rank 1 made no progress for 3 s");
+    assert!(named, "{stderr}");
+    assert!(names_in(dir.path()).is_empty());
 }
 
 #[test]

@@ -14,6 +14,8 @@ use mpi::request::StaticScope;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::Root;
 use mpi::Threading;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +141,71 @@ impl Cluster {
             std::process::exit(code);
         }
         world().abort(code)
+    }
+}
+
+/// Ends the job when the start-up of a multi-rank job stalls: MPI's initialisation and the
+/// broadcast of the plan are collective calls without deadlines, so a rank that hangs before
+/// taking part would block every other rank forever. Armed with a deadline, paused while rank 0
+/// works alone (probing the input), disarmed when dropped.
+pub struct Watchdog {
+    timeout: Duration,
+    /// The deadline, or `None` while paused.
+    deadline: Arc<Mutex<Option<Instant>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    pub fn start(timeout: Duration) -> Watchdog {
+        let deadline = Arc::new(Mutex::new(Some(Instant::now() + timeout)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (watched, stopped) = (deadline.clone(), stop.clone());
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            let expired = watched
+                .lock()
+                .map(|d| d.is_some_and(|d| Instant::now() >= d))
+                .unwrap_or(false);
+            if expired {
+                eprintln!(
+                    "error: the ranks of this job did not all start within {} s (a rank hangs, or its node is lost); the job is stopped: rerun it, or raise --rank-timeout",
+                    timeout.as_secs()
+                );
+                if mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
+                    world().abort(1);
+                }
+                // Still inside MPI's initialisation: leaving makes the launcher end the job.
+                std::process::exit(1);
+            }
+        });
+        Watchdog {
+            timeout,
+            deadline,
+            stop,
+        }
+    }
+
+    /// Stops the clock while this rank works on its own.
+    pub fn pause(&self) {
+        if let Ok(mut deadline) = self.deadline.lock() {
+            *deadline = None;
+        }
+    }
+
+    /// Restarts the clock with the full timeout.
+    pub fn rearm(&self) {
+        if let Ok(mut deadline) = self.deadline.lock() {
+            *deadline = Some(Instant::now() + self.timeout);
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 

@@ -9,7 +9,7 @@ use super::report::{RankInfo, Recorder, Report, Timings};
 use super::resume::{clear, prepare_work_dir, Manifest};
 use super::sink::ChunkSink;
 use super::JobError;
-use crate::cluster::{self, Cluster, ROOT};
+use crate::cluster::{self, Cluster, Watchdog, ROOT};
 use crate::engine::{check_frame_size, create_engine, Device, Engine, Precision};
 use crate::frame::Frame;
 use crate::media::decode::Decoder;
@@ -63,16 +63,24 @@ struct Setup {
     plan: Option<Plan>,
 }
 
-/// Runs the job on this rank; `Ok(Some)` on rank 0, `Ok(None)` on the others.
-pub fn run(options: &RunOptions, cluster: &Cluster) -> Result<Option<RunSummary>, JobError> {
+/// Runs the job on this rank; `Ok(Some)` on rank 0, `Ok(None)` on the others. `watchdog`, armed
+/// before MPI started, bounds the start-up; it is paused while rank 0 probes the input alone.
+pub fn run(
+    options: &RunOptions,
+    cluster: &Cluster,
+    watchdog: Option<Watchdog>,
+) -> Result<Option<RunSummary>, JobError> {
     if cluster.is_root() {
+        watchdog.iter().for_each(Watchdog::pause);
         let prepared = prepare(options, cluster.size());
         let setup = Setup {
             plan: prepared.as_ref().ok().map(|p| p.plan.clone()),
         };
+        watchdog.iter().for_each(Watchdog::rearm);
         cluster.broadcast(Some(serde_json::to_vec(&setup).expect("plan serializes")));
         let prepared = prepared?;
         cluster.broadcast(Some(prepared.weights.clone()));
+        drop(watchdog);
         let engine = build_engine(options, &prepared.net, cluster).map_err(JobError::during_run)?;
         coordinate(prepared, engine, options, cluster.size())
             .map(Some)

@@ -72,9 +72,13 @@ pub fn stylemill<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String
     )
 }
 
-/// Runs `mpirun -np N stylemill args` on this machine (as root too, oversubscribed, unbound).
-pub fn mpirun<S: AsRef<std::ffi::OsStr>>(ranks: usize, args: &[S]) -> std::process::Output {
-    std::process::Command::new("mpirun")
+/// `mpirun -np N stylemill args` on this machine (as root too, oversubscribed, unbound).
+pub fn mpirun_command<S: AsRef<std::ffi::OsStr>>(
+    ranks: usize,
+    args: &[S],
+) -> std::process::Command {
+    let mut command = std::process::Command::new("mpirun");
+    command
         .args([
             "--oversubscribe",
             "--bind-to",
@@ -85,9 +89,34 @@ pub fn mpirun<S: AsRef<std::ffi::OsStr>>(ranks: usize, args: &[S]) -> std::proce
         .arg(bin())
         .args(args)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    command
+}
+
+/// Runs `mpirun -np N stylemill args` to completion.
+pub fn mpirun<S: AsRef<std::ffi::OsStr>>(ranks: usize, args: &[S]) -> std::process::Output {
+    mpirun_command(ranks, args)
         .output()
         .expect("mpirun runs (apt-get install openmpi-bin)")
+}
+
+/// The golden vectors' manifest (fixtures/golden/manifest.json).
+#[derive(serde::Deserialize)]
+pub struct Manifest {
+    pub cases: Vec<GoldenCase>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct GoldenCase {
+    pub input: String,
+    pub style: String,
+    pub output_f32: String,
+    pub output_png: String,
+}
+
+pub fn golden_manifest() -> Manifest {
+    let text = std::fs::read_to_string(fixtures().join("golden/manifest.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
 }
 
 /// Runs ffmpeg quietly and asserts success (for making test clips).
@@ -259,4 +288,37 @@ pub fn pid_of_rank(rank: usize, output: &std::path::Path) -> u32 {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// Max abs difference <= 0.01 and at least 99.9% of 8-bit pixels equal, as golden/README says.
+pub fn assert_matches_golden(engine: &mut dyn stylemill::engine::Engine, case: &GoldenCase) {
+    let dir = fixtures().join("golden");
+    let frame = read_png(&dir.join(&case.input));
+    let output = engine.forward(&frame).unwrap();
+    let expected = read_f32(&dir.join(&case.output_f32));
+    assert_eq!(output.len(), expected.len(), "{}", case.output_f32);
+    let max_diff = output
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        max_diff <= 0.01,
+        "{} with {}: max abs difference {max_diff}",
+        case.input,
+        case.style
+    );
+    let expected_png = read_png(&dir.join(&case.output_png));
+    let ours = stylemill::engine::quantize(&output);
+    let equal = ours
+        .iter()
+        .zip(&expected_png.data)
+        .filter(|(a, b)| a == b)
+        .count();
+    let fraction = equal as f64 / ours.len() as f64;
+    assert!(
+        fraction >= 0.999,
+        "{}: only {fraction} of 8-bit values equal",
+        case.output_png
+    );
 }

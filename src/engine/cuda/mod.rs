@@ -213,14 +213,7 @@ fn launch_norm(
         .arg(&c_i)
         .arg(&mode);
     // SAFETY: as above.
-    unsafe {
-        apply.launch(LaunchConfig {
-            grid_dim: (blocks(count, ELEMENTWISE_THREADS), 1, 1),
-            block_dim: (ELEMENTWISE_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        })
-    }
-    .map_err(&error)?;
+    unsafe { apply.launch(elementwise(count)) }.map_err(&error)?;
     Ok(())
 }
 
@@ -243,6 +236,39 @@ fn pack_weights(conv: &Conv) -> Vec<f32> {
 
 fn blocks(count: usize, threads: u32) -> u32 {
     count.div_ceil(threads as usize) as u32
+}
+
+/// One thread per element.
+fn elementwise(count: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (blocks(count, ELEMENTWISE_THREADS), 1, 1),
+        block_dim: (ELEMENTWISE_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Launches `f32_to_rgb8` or `crop_f32`: `batch` network outputs of `out` (height, width)
+/// cropped to `size` from `src` into `dst`.
+#[allow(clippy::too_many_arguments)]
+fn launch_crop<T: cudarc::driver::DeviceRepr>(
+    stream: &Arc<CudaStream>,
+    function: &CudaFunction,
+    src: &CudaSlice<f32>,
+    dst: &mut CudaSlice<T>,
+    batch: usize,
+    out: (usize, usize),
+    size: FrameSize,
+    ordinal: usize,
+) -> Result<(), EngineError> {
+    let ints = [batch, out.0, out.1, size.height, size.width].map(|v| v as i32);
+    let mut launch = stream.launch_builder(function);
+    launch.arg(src).arg(dst);
+    for value in &ints {
+        launch.arg(value);
+    }
+    // SAFETY: matches (src, dst, batch, src_h, src_w, h, w) of both kernels in frame.cu.
+    unsafe { launch.launch(elementwise(batch * size.rgb_bytes())) }.map_err(cuda_error(ordinal))?;
+    Ok(())
 }
 
 impl CudaEngine {
@@ -412,134 +438,48 @@ impl CudaEngine {
             scale_shift,
             ..
         } = work;
-        let (mut h, mut w) = (size.height, size.width);
-        let stream = &self.stream;
-        let f = &self.functions;
-        let ordinal = self.ordinal;
-        let launch_conv = |layer: &DeviceConv,
-                           src: &CudaSlice<f32>,
-                           dst: &mut CudaSlice<f32>,
-                           h: usize,
-                           w: usize| {
-            launch_conv(stream, f, layer, src, dst, batch, h, w, ordinal)
-        };
-        let launch_norm = |norm: &DeviceNorm,
-                           x: &mut CudaSlice<f32>,
-                           residual: Option<&CudaSlice<f32>>,
-                           partial: &mut CudaSlice<f64>,
-                           scale_shift: &mut CudaSlice<f32>,
-                           h: usize,
-                           w: usize,
-                           channels: usize| {
-            launch_norm(
-                stream,
-                f,
-                norm,
-                x,
-                residual,
-                partial,
-                scale_shift,
-                batch,
-                h,
-                w,
-                channels,
-                ordinal,
-            )
+        let (stream, f, ordinal) = (&self.stream, &self.functions, self.ordinal);
+        // A convolution, then its InstanceNorm (when the layer has one) followed by a ReLU, or
+        // by adding `residual`.
+        let mut stage = |(layer, norm): &(DeviceConv, Option<DeviceNorm>),
+                         src: &CudaSlice<f32>,
+                         dst: &mut CudaSlice<f32>,
+                         (h, w): (usize, usize),
+                         residual: Option<&CudaSlice<f32>>|
+         -> Result<(usize, usize), EngineError> {
+            let (oh, ow) = launch_conv(stream, f, layer, src, dst, batch, h, w, ordinal)?;
+            if let Some(norm) = norm {
+                launch_norm(
+                    stream,
+                    f,
+                    norm,
+                    dst,
+                    residual,
+                    partial,
+                    scale_shift,
+                    batch,
+                    oh,
+                    ow,
+                    layer.conv.out_channels,
+                    ordinal,
+                )?;
+            }
+            Ok((oh, ow))
         };
         let layers = &self.layers;
-        // Head: input -> a -> b -> a.
-        let (layer, norm) = &layers[0];
-        (h, w) = launch_conv(layer, input, a, h, w)?;
-        launch_norm(
-            norm.as_ref().expect("head has norms"),
-            a,
-            None,
-            partial,
-            scale_shift,
-            h,
-            w,
-            layer.conv.out_channels,
-        )?;
-        let (layer, norm) = &layers[1];
-        (h, w) = launch_conv(layer, a, b, h, w)?;
-        launch_norm(
-            norm.as_ref().expect("head has norms"),
-            b,
-            None,
-            partial,
-            scale_shift,
-            h,
-            w,
-            layer.conv.out_channels,
-        )?;
-        let (layer, norm) = &layers[2];
-        (h, w) = launch_conv(layer, b, a, h, w)?;
-        launch_norm(
-            norm.as_ref().expect("head has norms"),
-            a,
-            None,
-            partial,
-            scale_shift,
-            h,
-            w,
-            layer.conv.out_channels,
-        )?;
+        let n = layers.len();
+        let mut hw = stage(&layers[0], input, a, (size.height, size.width), None)?;
+        hw = stage(&layers[1], a, b, hw, None)?;
+        hw = stage(&layers[2], b, a, hw, None)?;
         // Residual blocks: a = a + in2(conv2(relu(in1(conv1(a))))).
-        let residual_layers = &layers[3..layers.len() - 3];
-        for pair in residual_layers.chunks_exact(2) {
-            let ((conv1, in1), (conv2, in2)) = (&pair[0], &pair[1]);
-            launch_conv(conv1, a, b, h, w)?;
-            launch_norm(
-                in1.as_ref().expect("norm"),
-                b,
-                None,
-                partial,
-                scale_shift,
-                h,
-                w,
-                conv1.conv.out_channels,
-            )?;
-            launch_conv(conv2, b, c, h, w)?;
-            launch_norm(
-                in2.as_ref().expect("norm"),
-                c,
-                Some(a),
-                partial,
-                scale_shift,
-                h,
-                w,
-                conv2.conv.out_channels,
-            )?;
+        for pair in layers[3..n - 3].chunks_exact(2) {
+            stage(&pair[0], a, b, hw, None)?;
+            stage(&pair[1], b, c, hw, Some(a))?;
             std::mem::swap(a, c);
         }
-        let n = layers.len();
-        let (layer, norm) = &layers[n - 3];
-        (h, w) = launch_conv(layer, a, b, h, w)?;
-        launch_norm(
-            norm.as_ref().expect("norm"),
-            b,
-            None,
-            partial,
-            scale_shift,
-            h,
-            w,
-            layer.conv.out_channels,
-        )?;
-        let (layer, norm) = &layers[n - 2];
-        (h, w) = launch_conv(layer, b, a, h, w)?;
-        launch_norm(
-            norm.as_ref().expect("norm"),
-            a,
-            None,
-            partial,
-            scale_shift,
-            h,
-            w,
-            layer.conv.out_channels,
-        )?;
-        let (layer, _) = &layers[n - 1];
-        (h, w) = launch_conv(layer, a, c, h, w)?;
-        Ok((h, w))
+        hw = stage(&layers[n - 3], a, b, hw, None)?;
+        hw = stage(&layers[n - 2], b, a, hw, None)?;
+        stage(&layers[n - 1], a, c, hw, None)
     }
 
     /// Uploads frames (all of one size) and converts them to f32 on the device.
@@ -561,14 +501,7 @@ impl CudaEngine {
         let mut launch = self.stream.launch_builder(&self.functions.rgb8_to_f32);
         launch.arg(&work.frames_u8).arg(&mut work.input).arg(&count);
         // SAFETY: matches rgb8_to_f32(src, dst, count).
-        unsafe {
-            launch.launch(LaunchConfig {
-                grid_dim: (blocks(count, ELEMENTWISE_THREADS), 1, 1),
-                block_dim: (ELEMENTWISE_THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            })
-        }
-        .map_err(&error)?;
+        unsafe { launch.launch(elementwise(count)) }.map_err(&error)?;
         Ok(())
     }
 
@@ -582,21 +515,16 @@ impl CudaEngine {
         let error = cuda_error(self.ordinal);
         let work = self.work.as_mut().expect("reserved");
         let count = frames.len() * size.rgb_bytes();
-        let ints = [frames.len(), out_h, out_w, size.height, size.width].map(|v| v as i32);
-        let mut launch = self.stream.launch_builder(&self.functions.f32_to_rgb8);
-        launch.arg(&work.c).arg(&mut work.frames_u8);
-        for value in &ints {
-            launch.arg(value);
-        }
-        // SAFETY: matches f32_to_rgb8(src, dst, batch, src_h, src_w, h, w).
-        unsafe {
-            launch.launch(LaunchConfig {
-                grid_dim: (blocks(count, ELEMENTWISE_THREADS), 1, 1),
-                block_dim: (ELEMENTWISE_THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            })
-        }
-        .map_err(&error)?;
+        launch_crop(
+            &self.stream,
+            &self.functions.f32_to_rgb8,
+            &work.c,
+            &mut work.frames_u8,
+            frames.len(),
+            (out_h, out_w),
+            size,
+            self.ordinal,
+        )?;
         let host = work.host_out.as_mut_slice().map_err(&error)?;
         self.stream
             .memcpy_dtoh(&work.frames_u8.slice(..count), &mut host[..count])
@@ -708,21 +636,16 @@ impl super::Engine for CudaEngine {
         let error = cuda_error(self.ordinal);
         let work = self.work.as_mut().expect("reserved");
         let count = frame.size.rgb_bytes();
-        let ints = [1, out_h, out_w, frame.size.height, frame.size.width].map(|v| v as i32);
-        let mut launch = self.stream.launch_builder(&self.functions.crop_f32);
-        launch.arg(&work.c).arg(&mut work.input);
-        for value in &ints {
-            launch.arg(value);
-        }
-        // SAFETY: matches crop_f32(src, dst, batch, src_h, src_w, h, w).
-        unsafe {
-            launch.launch(LaunchConfig {
-                grid_dim: (blocks(count, ELEMENTWISE_THREADS), 1, 1),
-                block_dim: (ELEMENTWISE_THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            })
-        }
-        .map_err(&error)?;
+        launch_crop(
+            &self.stream,
+            &self.functions.crop_f32,
+            &work.c,
+            &mut work.input,
+            1,
+            (out_h, out_w),
+            frame.size,
+            self.ordinal,
+        )?;
         let output = self
             .stream
             .clone_dtoh(&work.input.slice(..count))
