@@ -59,6 +59,29 @@ pub fn gpu_count() -> Result<usize, String> {
     }
 }
 
+/// The error for `device` when no GPU can be used, with the reason.
+fn unavailable(device: Device, reason: String) -> EngineError {
+    EngineError::CudaUnavailable {
+        requested: match device {
+            Device::Cuda(Some(n)) => format!("cuda:{n}"),
+            _ => "cuda".into(),
+        },
+        reason,
+    }
+}
+
+/// Fails early, before any work, when `device` asks for a GPU this node does not have.
+pub fn check_device(device: Device) -> Result<(), EngineError> {
+    match (device, gpu_count()) {
+        (Device::Cuda(_), Err(reason)) => Err(unavailable(device, reason)),
+        (Device::Cuda(Some(n)), Ok(count)) if n >= count => Err(unavailable(
+            device,
+            format!("this node has {count} GPU(s), numbered from 0"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Builds this rank's engine. `local_rank` is the rank's index among the ranks of its node.
 pub fn create_engine(
     device: Device,
@@ -68,27 +91,20 @@ pub fn create_engine(
     threads: Option<usize>,
     local_rank: usize,
 ) -> Result<Box<dyn Engine>, EngineError> {
-    let unavailable = |reason: String| EngineError::CudaUnavailable {
-        requested: match device {
-            Device::Cuda(Some(n)) => format!("cuda:{n}"),
-            _ => "cuda".into(),
+    let ordinal = match device {
+        Device::Cpu => None,
+        Device::Auto => match gpu_count() {
+            Ok(count) => Some(local_rank % count),
+            Err(reason) => {
+                log::info!("no GPU ({reason}): using the CPU engine");
+                None
+            }
         },
-        reason,
-    };
-    let ordinal = match (device, gpu_count()) {
-        (Device::Cpu, _) => None,
-        (Device::Auto, Err(reason)) => {
-            log::info!("no GPU ({reason}): using the CPU engine");
-            None
+        Device::Cuda(pinned) => {
+            check_device(device)?;
+            let count = gpu_count().map_err(|reason| unavailable(device, reason))?;
+            Some(pinned.unwrap_or(local_rank % count))
         }
-        (Device::Auto | Device::Cuda(None), Ok(count)) => Some(local_rank % count),
-        (Device::Cuda(_), Err(reason)) => return Err(unavailable(reason)),
-        (Device::Cuda(Some(n)), Ok(count)) if n >= count => {
-            return Err(unavailable(format!(
-                "this node has {count} GPU(s), numbered from 0"
-            )))
-        }
-        (Device::Cuda(Some(n)), Ok(_)) => Some(n),
     };
     let engine: Box<dyn Engine> = match ordinal {
         Some(ordinal) => Box::new(CudaEngine::new(net, ordinal, precision, batch)?),

@@ -160,14 +160,7 @@ fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
         }
         .into());
     }
-    if let Device::Cuda(_) = options.device {
-        crate::engine::select::gpu_count().map_err(|reason| {
-            crate::engine::EngineError::CudaUnavailable {
-                requested: "cuda".into(),
-                reason,
-            }
-        })?;
-    }
+    crate::engine::select::check_device(options.device)?;
     let mut output = OutputSpec::parse(&options.output, options.crf, options.pix_fmt.as_deref())?;
     check_not_input(&options.output, &options.input)?;
     let staging = Staging::beside(&options.output)?;
