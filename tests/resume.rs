@@ -116,6 +116,22 @@ fn a_killed_rank_is_named_and_the_rerun_resumes_with_identical_bytes() {
     );
 }
 
+/// Stops `victim` (SIGSTOP) and waits for the job to end, which must fail within a bounded
+/// time; returns what it printed.
+fn hang_and_wait(child: Child, victim: u32) -> String {
+    signal(victim, "STOP");
+    let stopped = Instant::now();
+    let run = child.wait_with_output().unwrap();
+    signal(victim, "KILL");
+    assert!(!run.status.success());
+    let waited = stopped.elapsed();
+    assert!(
+        waited < Duration::from_secs(45),
+        "ended {waited:?} after the hang"
+    );
+    String::from_utf8_lossy(&run.stderr).into_owned()
+}
+
 /// Whether the event log shows a frame stylized by `rank`.
 fn rank_has_stylized(events: &Path, rank: usize) -> bool {
     let text = std::fs::read_to_string(events).unwrap_or_default();
@@ -140,17 +156,7 @@ fn a_hanging_rank_is_stopped_by_the_rank_timeout() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    signal(victim, "STOP");
-    let stopped = Instant::now();
-    let run = child.wait_with_output().unwrap();
-    signal(victim, "KILL");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success());
-    assert!(
-        stopped.elapsed() < Duration::from_secs(45),
-        "ended {:?} after the hang",
-        stopped.elapsed()
-    );
+    let stderr = hang_and_wait(child, victim);
     assert!(
         stderr.contains("rank 1 made no progress for 3 s"),
         "{stderr}"
@@ -164,17 +170,7 @@ fn a_rank_hanging_at_start_up_is_stopped_too() {
     let output = dir.path().join("out.mp4");
     let child = spawn_mpirun(2, &job_args(&output, "candy", &["--rank-timeout", "3"]));
     let victim = pid_of_rank(1, &output);
-    signal(victim, "STOP");
-    let stopped = Instant::now();
-    let run = child.wait_with_output().unwrap();
-    signal(victim, "KILL");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success());
-    assert!(
-        stopped.elapsed() < Duration::from_secs(45),
-        "ended {:?} after the hang",
-        stopped.elapsed()
-    );
+    let stderr = hang_and_wait(child, victim);
     // Stopped inside MPI's start-up or the plan's broadcast, or (on a fast machine) already
     // exchanging frames: either deadline names the failure.
     let named = stderr.contains("did not all start within 3 s")
