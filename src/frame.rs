@@ -34,11 +34,4 @@ impl Frame {
         debug_assert_eq!(data.len(), size.rgb_bytes());
         Frame { size, data }
     }
-
-    pub fn zeroed(size: FrameSize) -> Self {
-        Frame {
-            size,
-            data: vec![0; size.rgb_bytes()],
-        }
-    }
 }
