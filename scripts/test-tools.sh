@@ -4,7 +4,8 @@
 # - target/cuda-tools: NVRTC and ptxas unpacked from their PyPI wheels, for compiling the CUDA
 #   kernels and reporting their registers;
 # - target/test-venv: a Python environment with azure-ai-ml and dockerfile-parse, for validating
-#   the Azure ML job definitions offline.
+#   the Azure ML job definitions offline;
+# - target/azurite: the Azure Blob Storage emulator (npm), for the blob and watch tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,4 +24,10 @@ venv=target/test-venv
 if ! "$venv/bin/python" -c "import azure.ai.ml, dockerfile_parse" 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check azure-ai-ml dockerfile-parse
+fi
+
+azurite=target/azurite
+if [ ! -x "$azurite/node_modules/.bin/azurite-blob" ]; then
+    mkdir -p "$azurite"
+    (cd "$azurite" && npm install --silent --no-audit --no-fund azurite@3.35.0)
 fi

@@ -3,10 +3,13 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+use stylemill::cluster::ClusterError;
 use stylemill::cluster::{Cluster, Watchdog};
 use stylemill::engine::{Device, Precision};
-use stylemill::job::{self, JobError, RunOptions};
+use stylemill::job::{self, JobError, RunOptions, WatchOptions};
 use stylemill::model::styles::SHIPPED;
+use stylemill::storage::{Location, StorageError, TransferSettings};
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +30,8 @@ enum Command {
     Image(ImageArgs),
     /// List the shipped styles.
     Styles,
+    /// Watch a blob container and stylize every new video once (under mpirun: on all ranks).
+    Watch(WatchArgs),
     /// Compile the CUDA kernels into the on-disk cache (for this node's GPUs, or --arch).
     Kernels(KernelArgs),
 }
@@ -59,16 +64,38 @@ struct StyleArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Input video (MP4, MOV, MKV, WebM, AVI, ...).
-    input: PathBuf,
-    /// Output video (.mp4, .mov, .mkv) or PNG frame pattern such as frames/%06d.png.
+    /// Input video (MP4, MOV, MKV, WebM, AVI, ...): a path or a blob URL.
+    input: String,
+    /// Output video (.mp4, .mov, .mkv) or PNG frame pattern such as frames/%06d.png: a path or
+    /// a blob URL.
     #[arg(long, short)]
-    output: PathBuf,
+    output: String,
     #[command(flatten)]
     style: StyleArgs,
+    #[command(flatten)]
+    encode: EncodeArgs,
+    #[command(flatten)]
+    storage: StorageArgs,
     /// Stylize only the first N frames.
     #[arg(long)]
     limit: Option<usize>,
+    /// Keep finished chunks here, so that rerunning the same command after a failure computes
+    /// only what is missing.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Discard a --work-dir checkpoint of a different job instead of refusing it.
+    #[arg(long)]
+    restart: bool,
+    /// Write a JSON report: per rank and per frame timings, totals, load imbalance.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Stream JSON-lines events while running (for `tail -f`).
+    #[arg(long)]
+    events: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct EncodeArgs {
     /// H.264 quality: 0 lossless, 18 visually lossless, 51 worst.
     #[arg(long, default_value_t = 18)]
     crf: u8,
@@ -81,22 +108,78 @@ struct RunArgs {
     /// Frames a GPU stylizes at once.
     #[arg(long, default_value_t = 4)]
     batch: usize,
-    /// Keep finished chunks here, so that rerunning the same command after a failure computes
-    /// only what is missing.
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
-    /// Discard a --work-dir checkpoint of a different job instead of refusing it.
-    #[arg(long)]
-    restart: bool,
     /// Seconds a rank may make no progress before the job is stopped.
     #[arg(long, default_value_t = 300)]
     rank_timeout: u64,
-    /// Write a JSON report: per rank and per frame timings, totals, load imbalance.
+}
+
+#[derive(Args)]
+struct StorageArgs {
+    /// Blob service URL to use instead of the one in blob URLs (Azurite:
+    /// http://127.0.0.1:10000/devstoreaccount1; sovereign clouds, private endpoints).
     #[arg(long)]
-    report: Option<PathBuf>,
-    /// Stream JSON-lines events while running (for `tail -f`).
+    blob_endpoint: Option<String>,
+    /// Size of the blocks of a blob upload, such as 8M or 512K.
+    #[arg(long, default_value = "8M", value_parser = parse_byte_size)]
+    block_size: usize,
+    /// Replace an output blob that already exists (local outputs are always replaced).
     #[arg(long)]
-    events: Option<PathBuf>,
+    overwrite: bool,
+    /// Also write the run's log and report to this directory or blob container URL.
+    #[arg(long)]
+    log_to: Option<String>,
+}
+
+#[derive(Args)]
+struct WatchArgs {
+    /// The container to watch, as a URL (…/CONTAINER, or …/CONTAINER/PREFIX/ for a folder).
+    container: String,
+    /// Where outputs and markers go: a container name in the same account, or a container
+    /// URL (default: the watched container).
+    #[arg(long)]
+    output_container: Option<String>,
+    /// Seconds between two looks at the container.
+    #[arg(long, default_value_t = 30.0)]
+    interval: f64,
+    /// Process the videos waiting now, then exit (for cron jobs and scheduled pipelines).
+    #[arg(long)]
+    once: bool,
+    #[command(flatten)]
+    style: StyleArgs,
+    #[command(flatten)]
+    encode: EncodeArgs,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+/// `8M`, `512K`, `1G` or plain bytes.
+fn parse_byte_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, ""),
+    };
+    let factor = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(format!("{text} is not a size; use for example 8M or 512K")),
+    };
+    let size = digits
+        .parse::<usize>()
+        .map_err(|_| format!("{text} is not a size; use for example 8M or 512K"))?
+        * factor;
+    if !(1..=4000 << 20).contains(&size) {
+        return Err(format!(
+            "{text} is not a block size between 1 byte and 4000M"
+        ));
+    }
+    Ok(size)
 }
 
 #[derive(Args)]
@@ -110,10 +193,8 @@ struct ImageArgs {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_target(false)
-        .init();
-    stylemill::storage::clean_up_on_termination();
+    stylemill::logging::init();
+    stylemill::shutdown::install();
     match Cli::parse().command {
         Command::Styles => {
             for style in &SHIPPED {
@@ -140,6 +221,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Run(args) => run(args),
+        Command::Watch(args) => watch(args),
         Command::Kernels(args) => match stylemill::engine::cuda::kernels::warm_cache(&args.arch) {
             Ok(entries) => {
                 for (file, arch, path) in entries {
@@ -152,38 +234,89 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> ExitCode {
-    let rank_timeout = std::time::Duration::from_secs(args.rank_timeout.max(1));
+fn parse_location(text: &str, storage: &StorageArgs) -> Result<Location, StorageError> {
+    Location::parse(text, storage.blob_endpoint.as_deref())
+}
+
+/// The options every job shares, for `run` and for each video of `watch`.
+fn job_options(
+    style: StyleArgs,
+    encode: EncodeArgs,
+    storage: &StorageArgs,
+    input: Location,
+    output: Location,
+) -> RunOptions {
+    RunOptions {
+        input,
+        output,
+        transfer: TransferSettings {
+            block_size: storage.block_size,
+            overwrite: storage.overwrite,
+        },
+        style: style.style,
+        scale: style.scale,
+        limit: None,
+        crf: encode.crf,
+        pix_fmt: encode.pix_fmt,
+        chunk_frames: encode.chunk_frames,
+        threads: style.threads,
+        device: style.device,
+        precision: style.precision,
+        batch: encode.batch.max(1),
+        work_dir: None,
+        restart: false,
+        rank_timeout: Duration::from_secs(encode.rank_timeout.max(1)),
+        report: None,
+        events: None,
+    }
+}
+
+/// Starts MPI when launched by mpirun (the start-up watchdog armed first).
+fn start_cluster(rank_timeout: u64) -> Result<(Cluster, Option<Watchdog>), ClusterError> {
+    let rank_timeout = Duration::from_secs(rank_timeout.max(1));
     let watchdog = stylemill::cluster::launched_by_mpi().then(|| Watchdog::start(rank_timeout));
-    let cluster = match Cluster::init() {
-        Ok(cluster) => cluster,
+    Ok((Cluster::init()?, watchdog))
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let (cluster, watchdog) = match start_cluster(args.encode.rank_timeout) {
+        Ok(started) => started,
         Err(error) => return fail(&error),
     };
+    let locations = (|| {
+        let input = parse_location(&args.input, &args.storage)?;
+        let output = parse_location(&args.output, &args.storage)?;
+        let log_to = args
+            .storage
+            .log_to
+            .as_deref()
+            .map(|text| parse_location(text, &args.storage))
+            .transpose()?;
+        Ok::<_, StorageError>((input, output, log_to))
+    })();
+    let (input, output, log_to) = match locations {
+        Ok(locations) => locations,
+        Err(error) => return fail(&error),
+    };
+    let log_to = log_to.filter(|_| cluster.is_root());
+    if log_to.is_some() {
+        stylemill::logging::start_capture();
+    }
     let options = RunOptions {
-        input: args.input,
-        output: args.output,
-        style: args.style.style,
-        scale: args.style.scale,
         limit: args.limit,
-        crf: args.crf,
-        pix_fmt: args.pix_fmt,
-        chunk_frames: args.chunk_frames,
-        threads: args.style.threads,
-        device: args.style.device,
-        precision: args.style.precision,
-        batch: args.batch.max(1),
         work_dir: args.work_dir,
         restart: args.restart,
-        rank_timeout,
         report: args.report,
         events: args.events,
+        ..job_options(args.style, args.encode, &args.storage, input, output)
     };
-    match job::run(&options, &cluster, watchdog) {
+    let result = job::run(&options, &cluster, watchdog);
+    let code = match &result {
         Ok(Some(summary)) => {
             let report = &summary.report;
             println!(
                 "wrote {}: {} frames, {} computed in {:.1} s ({:.2} frames/s on {} rank(s)), {} from checkpoints",
-                summary.output.display(),
+                summary.output,
                 report.frames,
                 report.computed,
                 report.totals.wall_s,
@@ -195,10 +328,91 @@ fn run(args: RunArgs) -> ExitCode {
         }
         Ok(None) => ExitCode::SUCCESS,
         Err(JobError::ReportedByRoot) => ExitCode::FAILURE,
+        Err(error) => fail(error),
+    };
+    if let Some(destination) = &log_to {
+        let report = result
+            .as_ref()
+            .ok()
+            .and_then(|s| s.as_ref())
+            .map(|s| &s.report);
+        if let Err(error) = job::publish_log(destination, &job::stem_of(&options.input), report) {
+            eprintln!("error: {}", stylemill::redact::redact(&error.to_string()));
+        }
+    }
+    if matches!(result, Err(JobError::DuringRun(_))) && cluster.size() > 1 {
+        // Other ranks may be blocked sending or receiving frames: end them all.
+        cluster.abort(1);
+    }
+    code
+}
+
+fn watch(args: WatchArgs) -> ExitCode {
+    let (cluster, watchdog) = match start_cluster(args.encode.rank_timeout) {
+        Ok(started) => started,
+        Err(error) => return fail(&error),
+    };
+    // Between jobs a watcher may be idle for hours: the start-up deadline ends here.
+    drop(watchdog);
+    let parsed = (|| {
+        let source = match parse_location(&args.container, &args.storage)? {
+            Location::Blob(address) => address,
+            Location::Local(path) => {
+                return Err(StorageError::WatchNeedsContainer {
+                    given: path.display().to_string(),
+                })
+            }
+        };
+        let log_to = args
+            .storage
+            .log_to
+            .as_deref()
+            .map(|text| parse_location(text, &args.storage))
+            .transpose()?;
+        Ok((source, log_to))
+    })();
+    let (source, log_to) = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => return fail(&error),
+    };
+    if !(args.interval.is_finite() && args.interval >= 0.0) {
+        eprintln!(
+            "error: --interval {} is not a number of seconds; use for example --interval 30",
+            args.interval
+        );
+        return ExitCode::FAILURE;
+    }
+    let suffix = style_label(&args.style.style);
+    let placeholder = Location::Blob(source.clone());
+    let options = WatchOptions {
+        output_container: args.output_container.clone(),
+        blob_endpoint: args.storage.blob_endpoint.clone(),
+        interval: Duration::from_secs_f64(args.interval),
+        once: args.once,
+        suffix,
+        log_to,
+        run: job_options(
+            args.style,
+            args.encode,
+            &args.storage,
+            placeholder.clone(),
+            placeholder,
+        ),
+        source,
+    };
+    match job::watch(&options, &cluster) {
+        Ok(summary) => {
+            if cluster.is_root() {
+                println!(
+                    "watched {}: {} video(s) stylized, {} refused with an error marker",
+                    options.source, summary.processed, summary.failed
+                );
+            }
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             let code = fail(&error);
             if matches!(error, JobError::DuringRun(_)) && cluster.size() > 1 {
-                // Other ranks may be blocked sending or receiving frames: end them all.
                 cluster.abort(1);
             }
             code
@@ -206,7 +420,26 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
+/// The name of a style as used in output names: a shipped name, or a weights file's stem.
+fn style_label(style: &str) -> String {
+    let stem = std::path::Path::new(style)
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .unwrap_or(style);
+    stem.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 fn fail(error: &dyn std::error::Error) -> ExitCode {
-    eprintln!("error: {error}");
+    let line = format!("error: {}", stylemill::redact::redact(&error.to_string()));
+    eprintln!("{line}");
+    stylemill::logging::note(&line);
     ExitCode::FAILURE
 }

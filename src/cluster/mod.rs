@@ -41,6 +41,7 @@ pub enum ClusterError {
 const TAG_FRAME: i32 = 1;
 const TAG_FAILURE: i32 = 2;
 const TAG_HELLO: i32 = 3;
+const TAG_ANNOUNCE: i32 = 5;
 /// A stylized frame: its compute time (f64, little-endian), then its pixels.
 const TAG_RESULT: i32 = 4;
 
@@ -133,6 +134,20 @@ impl Cluster {
         let mut buffer = payload.unwrap_or_else(|| vec![0; length as usize]);
         root.broadcast_into(&mut buffer[..]);
         buffer
+    }
+
+    /// Rank 0 tells every other rank what comes next (watch mode: the next job, or stop).
+    /// Point to point rather than a broadcast, so that waiting ranks sleep between polls
+    /// instead of spinning while a watcher is idle.
+    pub fn announce(&self, message: &[u8]) {
+        for rank in 1..self.size() {
+            let _ = send(rank, message.to_vec(), TAG_ANNOUNCE, FOREVER);
+        }
+    }
+
+    /// Waits, without deadline, for rank 0's next announcement.
+    pub fn await_announcement(&self) -> Result<Vec<u8>, ClusterError> {
+        expect(ROOT, receive(ROOT, FOREVER)?, TAG_ANNOUNCE)
     }
 
     /// Ends every rank of the job now (after the caller has reported the error and cleaned up).

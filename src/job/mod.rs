@@ -2,15 +2,19 @@
 //! range of frames, rank 0 encodes them in order and publishes the output.
 
 mod image;
+mod logs;
 pub mod plan;
 mod progress;
 pub mod report;
 mod resume;
 mod run;
 mod sink;
+mod watch;
 
 pub use image::stylize_image;
+pub use logs::{publish as publish_log, stem_of};
 pub use run::{run, RunOptions, RunSummary};
+pub use watch::{watch, WatchOptions, WatchSummary};
 
 use crate::cluster::ClusterError;
 use crate::engine::EngineError;
@@ -57,6 +61,12 @@ pub enum JobError {
     /// This rank stops because of a failure rank 0 reports.
     #[error("stopped because another rank failed")]
     ReportedByRoot,
+}
+
+impl From<crate::storage::blob::BlobError> for JobError {
+    fn from(error: crate::storage::blob::BlobError) -> JobError {
+        JobError::Storage(error.into())
+    }
 }
 
 impl JobError {

@@ -230,8 +230,11 @@ impl Report {
         );
     }
 
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("report serializes")
+    }
+
     pub fn write(&self, path: &Path) -> Result<(), JobError> {
-        let text = serde_json::to_vec_pretty(self).expect("report serializes");
-        std::fs::write(path, text).map_err(write_error(path))
+        std::fs::write(path, self.to_json()).map_err(write_error(path))
     }
 }

@@ -18,7 +18,9 @@ use crate::media::output::{OutputKind, OutputSpec};
 use crate::media::{probe, require_ffmpeg, MediaError};
 use crate::model::styles::style_bytes;
 use crate::model::TransformerNet;
-use crate::storage::{check_not_input, output_directory, Staging};
+use crate::storage::{
+    fetch, output_directory, LocalInput, Location, OutputTarget, TransferSettings,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -27,8 +29,10 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    pub input: PathBuf,
-    pub output: PathBuf,
+    pub input: Location,
+    pub output: Location,
+    /// Blob upload settings (block size, whether an existing output blob may be replaced).
+    pub transfer: TransferSettings,
     pub style: String,
     pub scale: Option<f64>,
     pub limit: Option<usize>,
@@ -54,7 +58,8 @@ pub struct RunOptions {
 pub struct RunSummary {
     pub report: Report,
     pub ranks: usize,
-    pub output: PathBuf,
+    /// The output as shown to the user.
+    pub output: String,
 }
 
 /// What rank 0 broadcasts: the plan, or that it could not make one.
@@ -128,7 +133,9 @@ struct Prepared {
     net: TransformerNet,
     plan: Plan,
     weights: Vec<u8>,
-    staging: Staging,
+    target: OutputTarget,
+    /// Kept until the run ends: a downloaded input is deleted when dropped.
+    input: LocalInput,
     work: WorkArea,
 }
 
@@ -136,7 +143,7 @@ impl Prepared {
     fn work_dir(&self) -> PathBuf {
         match &self.work {
             WorkArea::Kept(dir) => dir.clone(),
-            WorkArea::Temporary => self.staging.path().to_path_buf(),
+            WorkArea::Temporary => self.target.staging_path().to_path_buf(),
         }
     }
 }
@@ -154,16 +161,27 @@ fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
     if options.chunk_frames == 0 {
         return Err(JobError::ZeroChunk);
     }
-    if !options.input.exists() {
-        return Err(MediaError::InputMissing {
-            path: options.input.display().to_string(),
+    if let Location::Local(path) = &options.input {
+        if !path.exists() {
+            return Err(MediaError::InputMissing {
+                path: path.display().to_string(),
+            }
+            .into());
         }
-        .into());
     }
     crate::engine::select::check_device(options.device)?;
-    let mut output = OutputSpec::parse(&options.output, options.crf, options.pix_fmt.as_deref())?;
-    check_not_input(&options.output, &options.input)?;
-    let staging = Staging::beside(&options.output)?;
+    let mut output = OutputSpec::parse(
+        &options.output.as_path(),
+        options.crf,
+        options.pix_fmt.as_deref(),
+    )?;
+    let frame_sequence = matches!(output.kind, OutputKind::Images { .. });
+    let target = OutputTarget::prepare(
+        &options.output,
+        &options.input,
+        &options.transfer,
+        frame_sequence,
+    )?;
     for path in [&options.report, &options.events].into_iter().flatten() {
         if !output_directory(path).is_dir() {
             return Err(JobError::ReportWrite {
@@ -174,7 +192,8 @@ fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
     }
     let weights = style_bytes(&options.style)?;
     let net = TransformerNet::from_bytes(&weights, &options.style)?;
-    let info = probe::probe(&options.input)?;
+    let input = fetch(&options.input)?;
+    let info = probe::probe(input.path(), &options.input.shown())?;
     let size = scaled_size(info.size, options.scale);
     check_frame_size(size)?;
     output.fit_to_size(size.width, size.height)?;
@@ -209,7 +228,7 @@ fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
     );
     log::info!(
         "{}: {} frames at {} fps, {}{}; stylizing {} of {} frames at {} on {} rank(s){}",
-        plan.input.path.display(),
+        options.input.shown(),
         plan.input.frames,
         plan.input.frame_rate,
         plan.input.size,
@@ -232,7 +251,8 @@ fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
         net,
         plan,
         weights,
-        staging,
+        target,
+        input,
         work,
     })
 }
@@ -259,8 +279,9 @@ fn coordinate(
     let work_dir = prepared.work_dir();
     let Prepared {
         plan,
-        staging,
+        target,
         work,
+        input,
         ..
     } = prepared;
     let plan = Arc::new(plan);
@@ -328,7 +349,8 @@ fn coordinate(
         worker.join().expect("worker threads do not panic");
     }
     let start = Instant::now();
-    publish(&plan, &work_dir, staging)?;
+    publish(&plan, &work_dir, target)?;
+    drop(input);
     recorder.add_encode(start.elapsed());
     if let WorkArea::Kept(dir) = &work {
         clear(dir)?;
@@ -341,7 +363,7 @@ fn coordinate(
     Ok(RunSummary {
         report,
         ranks,
-        output: plan.output.path.clone(),
+        output: options.output.shown(),
     })
 }
 
@@ -514,7 +536,7 @@ fn report_to_root(error: &JobError) -> JobError {
 }
 
 /// Moves the finished output into place: the joined video, or the PNG frames.
-fn publish(plan: &Plan, work_dir: &Path, staging: Staging) -> Result<(), JobError> {
+fn publish(plan: &Plan, work_dir: &Path, target: OutputTarget) -> Result<(), JobError> {
     match &plan.output.kind {
         OutputKind::Video { .. } => {
             let name = "output";
@@ -525,17 +547,17 @@ fn publish(plan: &Plan, work_dir: &Path, staging: Staging) -> Result<(), JobErro
                 &plan.input,
                 plan.chunks(),
                 work_dir,
-                staging.path(),
-                &staging.path().join(name),
+                target.staging_path(),
+                &target.staging_path().join(name),
                 duration,
             )?;
-            staging.publish_file(name, &plan.output.path)?;
+            target.publish_file(name)?;
         }
         OutputKind::Images { .. } => {
             let chunk_dirs: Vec<PathBuf> = (0..plan.chunks())
                 .map(|c| work_dir.join(chunk_name(c, &plan.output.kind)))
                 .collect();
-            let published = staging.publish_from(&chunk_dirs)?;
+            let published = target.publish_from(&chunk_dirs)?;
             debug_assert_eq!(published, plan.frames);
         }
     }

@@ -54,9 +54,11 @@ struct Disposition {
     attached_pic: u8,
 }
 
-/// Probes `path` and counts its video frames.
-pub fn probe(path: &Path) -> Result<VideoInfo, MediaError> {
-    let shown = path.display().to_string();
+/// Probes `path` and counts its video frames; errors name the input as `shown` (the blob URL
+/// of a downloaded input).
+pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
+    let local = path.display().to_string();
+    let shown = shown.to_string();
     if !path.exists() {
         return Err(MediaError::InputMissing { path: shown });
     }
@@ -79,8 +81,8 @@ pub fn probe(path: &Path) -> Result<VideoInfo, MediaError> {
         path: shown.clone(),
         detail: detail
             .trim()
-            .trim_start_matches(&format!("{shown}: "))
-            .to_string(),
+            .trim_start_matches(&format!("{local}: "))
+            .replace(&local, &shown),
     };
     if !output.status.success() {
         return Err(not_a_video(
@@ -112,7 +114,7 @@ pub fn probe(path: &Path) -> Result<VideoInfo, MediaError> {
             codec: s.codec_name.clone().unwrap_or_default(),
         })
         .collect();
-    let frames = count_frames(path, video.index)?;
+    let frames = count_frames(path, video.index, &shown)?;
     Ok(VideoInfo {
         path: path.to_path_buf(),
         video_stream: video.index,
@@ -137,7 +139,7 @@ fn choose_frame_rate(nominal: Option<Rational>, average: Option<Rational>) -> Op
 
 /// Decodes the whole stream (discarding the pixels) and counts frames; any decoder error is
 /// reported as corruption.
-fn count_frames(path: &Path, stream: usize) -> Result<usize, MediaError> {
+fn count_frames(path: &Path, stream: usize, shown: &str) -> Result<usize, MediaError> {
     let mut child = FfmpegCommand::new()
         .hide_banner()
         .args(["-xerror", "-nostdin"])
@@ -169,13 +171,13 @@ fn count_frames(path: &Path, stream: usize) -> Result<usize, MediaError> {
     })?;
     if frames == 0 {
         return Err(MediaError::ZeroFrames {
-            path: path.display().to_string(),
+            path: shown.to_string(),
         });
     }
     if !status.success() || !errors.is_empty() {
         return Err(MediaError::Corrupt {
-            path: path.display().to_string(),
-            detail: summarize(&errors),
+            path: shown.to_string(),
+            detail: summarize(&errors).replace(&path.display().to_string(), shown),
         });
     }
     Ok(frames)

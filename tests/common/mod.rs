@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: where the fixtures are, and image loading.
 #![allow(dead_code)]
 
+pub mod azurite;
+
 use std::path::PathBuf;
 use stylemill::frame::{Frame, FrameSize};
 

@@ -1,0 +1,357 @@
+//! A real Azurite blob emulator on a free loopback port, signed SAS tokens for its well-known
+//! development account, a minimal HTTP client that seeds and inspects it independently of
+//! stylemill's own blob code, and a proxy that cuts connections.
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const ACCOUNT: &str = "devstoreaccount1";
+/// Azurite's published development key (not a secret).
+const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+pub struct Azurite {
+    child: Child,
+    pub port: u16,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Azurite {
+    pub fn start() -> Azurite {
+        let program = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/azurite/node_modules/.bin/azurite-blob");
+        assert!(
+            program.exists(),
+            "{} is missing: run scripts/test-tools.sh",
+            program.display()
+        );
+        let port = free_port();
+        let child = Command::new(program)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .args([
+                "--inMemoryPersistence",
+                "--silent",
+                "--skipApiVersionCheck",
+                "--disableTelemetry",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("azurite starts");
+        wait_for_port(port);
+        Azurite { child, port }
+    }
+
+    /// The account's service URL, as given to `--blob-endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
+    }
+
+    /// The URL of `name` in `container`, with `sas` as its query when given.
+    pub fn url(&self, container: &str, name: &str, sas: Option<&str>) -> String {
+        let mut url = format!("{}/{container}", self.endpoint());
+        if !name.is_empty() {
+            url = format!("{url}/{}", encode_path(name));
+        }
+        match sas {
+            Some(sas) => format!("{url}?{sas}"),
+            None => url,
+        }
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        http(
+            self.port,
+            method,
+            &format!("/{ACCOUNT}/{path}"),
+            headers,
+            body,
+        )
+    }
+
+    pub fn create_container(&self, container: &str) {
+        let sas = sas("racwdl", "2099-01-01T00:00:00Z");
+        let (status, _) = self.request(
+            "PUT",
+            &format!("{container}?restype=container&{sas}"),
+            &[],
+            &[],
+        );
+        assert_eq!(status, 201, "creating container {container}");
+    }
+
+    pub fn put(&self, container: &str, name: &str, bytes: &[u8]) {
+        let sas = sas("racwdl", "2099-01-01T00:00:00Z");
+        let (status, _) = self.request(
+            "PUT",
+            &format!("{container}/{}?{sas}", encode_path(name)),
+            &[("x-ms-blob-type", "BlockBlob")],
+            bytes,
+        );
+        assert_eq!(status, 201, "uploading {name}");
+    }
+
+    /// The blob's bytes, or `None` when it does not exist.
+    pub fn get(&self, container: &str, name: &str) -> Option<Vec<u8>> {
+        let sas = sas("racwdl", "2099-01-01T00:00:00Z");
+        let (status, body) = self.request(
+            "GET",
+            &format!("{container}/{}?{sas}", encode_path(name)),
+            &[],
+            &[],
+        );
+        match status {
+            200 => Some(body),
+            404 => None,
+            other => panic!("GET {name}: HTTP {other}"),
+        }
+    }
+
+    /// Names of the committed blobs in `container`.
+    pub fn list(&self, container: &str) -> Vec<String> {
+        let sas = sas("racwdl", "2099-01-01T00:00:00Z");
+        let (status, body) = self.request(
+            "GET",
+            &format!("{container}?restype=container&comp=list&{sas}"),
+            &[],
+            &[],
+        );
+        assert_eq!(status, 200, "listing {container}");
+        let text = String::from_utf8_lossy(&body);
+        text.split("<Name>")
+            .skip(1)
+            .filter_map(|rest| rest.split("</Name>").next())
+            .map(|name| {
+                name.replace("&amp;", "&")
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+            })
+            .collect()
+    }
+
+    /// Stops the emulator (a storage outage).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An account SAS for the development account: `permissions` such as `racwdl`, expiring at
+/// `expiry` (ISO 8601).
+pub fn sas(permissions: &str, expiry: &str) -> String {
+    let version = "2022-11-02";
+    let to_sign = [
+        ACCOUNT,
+        permissions,
+        "b",
+        "sco",
+        "",
+        expiry,
+        "",
+        "",
+        version,
+        "",
+    ]
+    .join("\n")
+        + "\n";
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(KEY)
+        .expect("key");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("hmac key");
+    mac.update(to_sign.as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    format!(
+        "sv={version}&ss=b&srt=sco&sp={permissions}&se={}&sig={}",
+        encode_component(expiry),
+        encode_component(&signature)
+    )
+}
+
+/// The signature part of a SAS, as it appears in URLs.
+pub fn signature_of(sas: &str) -> &str {
+    sas.split('&')
+        .find_map(|pair| pair.strip_prefix("sig="))
+        .expect("a sig")
+}
+
+fn encode_component(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Every byte but the unreserved ones encoded, `/` too: the service decodes `%2F` back, so
+/// even names with `..` segments reach it unchanged.
+fn encode_path(name: &str) -> String {
+    encode_component(name)
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nx-ms-version: 2021-08-06\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("sends");
+    stream.write_all(body).expect("sends");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("reads");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header");
+    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    let mut body = response[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size");
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .expect("hex");
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
+        data = &data[line_end + 4 + size..];
+    }
+}
+
+/// A loopback proxy in front of Azurite that, once `cut_after` bytes have gone towards the
+/// server, drops every open connection, once; with `stay_down` it refuses every later one too.
+pub struct CuttingProxy {
+    pub port: u16,
+    pub cuts: Arc<AtomicUsize>,
+}
+
+impl CuttingProxy {
+    pub fn start(target: u16, cut_after: usize, stay_down: bool) -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+        let port = listener.local_addr().expect("addr").port();
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let down = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let counter = cuts.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if down.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                open.lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                let (upstream, downstream) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || pump(downstream, upstream, None));
+                let (sent, down, open, counter) =
+                    (sent.clone(), down.clone(), open.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    let cut = move || {
+                        if counter
+                            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_err()
+                        {
+                            return false;
+                        }
+                        if stay_down {
+                            down.store(true, Ordering::SeqCst);
+                        }
+                        for stream in open.lock().unwrap().drain(..) {
+                            let _ = stream.shutdown(Shutdown::Both);
+                        }
+                        true
+                    };
+                    pump(client, server, Some((sent, cut_after, Box::new(cut))));
+                });
+            }
+        });
+        CuttingProxy { port, cuts }
+    }
+}
+
+type Cut = (Arc<AtomicUsize>, usize, Box<dyn Fn() -> bool + Send>);
+
+fn pump(mut from: TcpStream, mut to: TcpStream, cut: Option<Cut>) {
+    let mut buffer = [0u8; 16384];
+    loop {
+        let n = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some((sent, limit, action)) = &cut {
+            if sent.fetch_add(n, Ordering::SeqCst) + n > *limit && action() {
+                break;
+            }
+        }
+        if to.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
