@@ -28,6 +28,10 @@ fi
 
 azurite=target/azurite
 if [ ! -x "$azurite/node_modules/.bin/azurite-blob" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "error: npm was not found; install Node.js 18 or later with npm (Debian: apt-get install nodejs npm) for the blob tests" >&2
+        exit 1
+    fi
     mkdir -p "$azurite"
     (cd "$azurite" && npm install --silent --no-audit --no-fund azurite@3.35.0)
 fi

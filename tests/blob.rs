@@ -48,22 +48,20 @@ fn assert_decodes_to_frames(bytes: &[u8], frames: usize, dir: &Path) {
     assert_eq!(video_stream(&probe(&path)).frames(), frames);
 }
 
-fn stored_video(azurite: &Azurite, container: &str) -> String {
-    azurite.create_container(container);
-    azurite.put(
-        container,
-        "clips/rabbit.mp4",
-        &std::fs::read(sample()).unwrap(),
-    );
-    "clips/rabbit.mp4".into()
+/// An emulator with the sample video in `videos/clips/rabbit.mp4` and an empty `out`
+/// container, a scratch directory, and the video's blob name.
+fn emulator_with_video() -> (Azurite, tempfile::TempDir, String) {
+    let azurite = Azurite::start();
+    azurite.create_container("videos");
+    azurite.create_container("out");
+    let name = "clips/rabbit.mp4".to_string();
+    azurite.put("videos", &name, &std::fs::read(sample()).unwrap());
+    (azurite, tempfile::tempdir().unwrap(), name)
 }
 
 #[test]
 fn round_trips_give_the_bytes_of_a_local_run() {
-    let azurite = Azurite::start();
-    let dir = tempfile::tempdir().unwrap();
-    let name = stored_video(&azurite, "videos");
-    azurite.create_container("out");
+    let (azurite, dir, name) = emulator_with_video();
     let token = full_access();
     let reference = std::fs::read(local_reference(dir.path(), "reference.mp4", &[])).unwrap();
     let input = azurite.url("videos", &name, Some(&token));
@@ -163,10 +161,7 @@ fn round_trips_give_the_bytes_of_a_local_run() {
 
 #[test]
 fn blob_jobs_run_under_mpirun() {
-    let azurite = Azurite::start();
-    let dir = tempfile::tempdir().unwrap();
-    let name = stored_video(&azurite, "videos");
-    azurite.create_container("out");
+    let (azurite, dir, name) = emulator_with_video();
     let token = full_access();
     let reference = std::fs::read(local_reference(dir.path(), "reference.mp4", &[])).unwrap();
     let output = mpirun(
@@ -187,10 +182,7 @@ fn blob_jobs_run_under_mpirun() {
 
 #[test]
 fn refused_credentials_and_missing_blobs_are_named() {
-    let azurite = Azurite::start();
-    let dir = tempfile::tempdir().unwrap();
-    let name = stored_video(&azurite, "videos");
-    azurite.create_container("out");
+    let (azurite, dir, name) = emulator_with_video();
     let local = dir.path().join("out.mp4");
     let local = local.to_str().unwrap();
     let good = full_access();
@@ -306,10 +298,7 @@ fn a_cut_connection_leaves_no_output_blob_and_a_brief_one_is_retried() {
 
 #[test]
 fn sas_tokens_never_appear_in_anything_stylemill_prints_or_writes() {
-    let azurite = Azurite::start();
-    let dir = tempfile::tempdir().unwrap();
-    let name = stored_video(&azurite, "videos");
-    azurite.create_container("out");
+    let (azurite, dir, name) = emulator_with_video();
     azurite.create_container("incoming");
     azurite.put(
         "incoming",

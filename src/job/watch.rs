@@ -168,7 +168,7 @@ impl<'a> Watcher<'a> {
         let markers = self.markers()?;
         Ok(listed
             .into_iter()
-            .filter(|blob| is_new_video(blob))
+            .filter(is_new_video)
             .filter(|blob| {
                 ["done", "failed"].iter().all(|kind| {
                     markers.get(&self.marker_name(kind, &blob.name)) != Some(&blob.etag)

@@ -139,7 +139,7 @@ pub struct OutputTarget {
 
 enum Destination {
     Local(PathBuf),
-    Blob(Blob, UploadOptions),
+    Blob(Box<(Blob, UploadOptions)>),
 }
 
 impl OutputTarget {
@@ -195,7 +195,7 @@ impl OutputTarget {
                 };
                 Ok(OutputTarget {
                     staging: Staging::temporary()?,
-                    destination: Destination::Blob(blob, options),
+                    destination: Destination::Blob(Box::new((blob, options))),
                 })
             }
         }
@@ -210,7 +210,8 @@ impl OutputTarget {
     pub fn publish_file(self, name: &str) -> Result<(), StorageError> {
         match &self.destination {
             Destination::Local(target) => self.staging.publish_file(name, target),
-            Destination::Blob(blob, options) => {
+            Destination::Blob(upload) => {
+                let (blob, options) = upload.as_ref();
                 let started = std::time::Instant::now();
                 let size = block_on(blob.upload_from(&self.staging.path().join(name), options))?;
                 log::info!(
@@ -229,7 +230,7 @@ impl OutputTarget {
     pub fn publish_from(self, dirs: &[PathBuf]) -> Result<usize, StorageError> {
         let (blob, options) = match &self.destination {
             Destination::Local(_) => return self.staging.publish_from(dirs),
-            Destination::Blob(blob, options) => (blob, options),
+            Destination::Blob(upload) => (&upload.0, &upload.1),
         };
         let folder = blob
             .address()

@@ -1,0 +1,196 @@
+//! `stylemill watch` against a real Azurite: videos uploaded while two watchers run are each
+//! stylized once, a corrupt one gets an error marker, a restarted watcher redoes nothing, and
+//! Ctrl-C stops a watcher cleanly.
+
+mod common;
+
+use common::azurite::{sas, Azurite};
+use common::media;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn watcher(azurite: &Azurite, token: &str, log: &std::path::Path, extra: &[&str]) -> Child {
+    Command::new(common::bin())
+        .args([
+            "watch",
+            &azurite.url("incoming", "", None),
+            "--output-container",
+            "results",
+        ])
+        .args(["--style", "mosaic", "--scale", "4", "--interval", "0.3"])
+        .args(extra)
+        .env("STYLEMILL_SAS_TOKEN", token)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("stylemill starts")
+}
+
+fn interrupt(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_for_exit(mut child: Child) -> (std::process::ExitStatus, String) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stdout = String::new();
+            std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+            return (status, stdout);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the watcher did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_watchers_process_each_new_video_once_and_mark_a_corrupt_one() {
+    let azurite = Azurite::start();
+    azurite.create_container("incoming");
+    azurite.create_container("results");
+    let token = sas("racwdl", "2099-01-01T00:00:00Z");
+    let dir = tempfile::tempdir().unwrap();
+    let logs = [dir.path().join("first.log"), dir.path().join("second.log")];
+    let watchers: Vec<Child> = logs
+        .iter()
+        .map(|log| watcher(&azurite, &token, log, &[]))
+        .collect();
+
+    let video = std::fs::read(media("rabbit320_h264_aac.mp4")).unwrap();
+    azurite.put("incoming", "a.mp4", &video);
+    azurite.put("incoming", "notes.txt", b"not a video");
+    azurite.put("incoming", "sub/b.mp4", &video);
+    azurite.put("incoming", "broken.mp4", &video[..30_000]);
+
+    let expected = [
+        ".stylemill/done/incoming/a.mp4",
+        ".stylemill/done/incoming/sub/b.mp4",
+        ".stylemill/failed/incoming/broken.mp4",
+    ];
+    let started = Instant::now();
+    while !expected
+        .iter()
+        .all(|marker| azurite.list("results").iter().any(|n| n == marker))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "markers so far: {:?}",
+            azurite.list("results")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for watcher in &watchers {
+        interrupt(watcher);
+    }
+    let mut printed = String::new();
+    for (watcher, log) in watchers.into_iter().zip(&logs) {
+        let (status, stdout) = wait_for_exit(watcher);
+        let stderr = std::fs::read_to_string(log).unwrap();
+        assert!(
+            status.success(),
+            "Ctrl-C stops a watcher cleanly: {status}\n{stderr}"
+        );
+        assert!(stderr.contains("watcher stopped"), "{stderr}");
+        assert!(stdout.contains("video(s) stylized"), "{stdout}");
+        printed.push_str(&stderr);
+    }
+    for name in ["a.mp4", "sub/b.mp4", "broken.mp4"] {
+        let started_jobs = printed
+            .lines()
+            .filter(|line| line.contains(&format!("/incoming/{name}: stylizing into")))
+            .count();
+        assert_eq!(
+            started_jobs, 1,
+            "{name} is processed exactly once:\n{printed}"
+        );
+    }
+    assert!(!printed.contains("notes.txt: stylizing"));
+    let results = azurite.list("results");
+    for output in ["a-mosaic.mp4", "sub/b-mosaic.mp4"] {
+        let bytes = azurite
+            .get("results", output)
+            .unwrap_or_else(|| panic!("{output} in {results:?}"));
+        let path = dir.path().join("downloaded.mp4");
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(
+            common::video_stream(&common::probe(&path)).frames(),
+            234,
+            "{output}"
+        );
+    }
+    assert!(
+        !results.iter().any(|name| name.starts_with("broken-")),
+        "{results:?}"
+    );
+    let marker = String::from_utf8(
+        azurite
+            .get("results", ".stylemill/failed/incoming/broken.mp4")
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        marker.contains("truncated or corrupt"),
+        "the marker says why: {marker}"
+    );
+    let done = String::from_utf8(
+        azurite
+            .get("results", ".stylemill/done/incoming/a.mp4")
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        done.contains("a-mosaic.mp4") && done.contains("\"frames\": 234"),
+        "{done}"
+    );
+
+    let restarted_log = dir.path().join("restarted.log");
+    let (status, stdout) = wait_for_exit(watcher(&azurite, &token, &restarted_log, &["--once"]));
+    assert!(status.success());
+    assert!(
+        stdout.contains("0 video(s) stylized, 0 refused"),
+        "a restarted watcher redoes nothing: {stdout}"
+    );
+    assert_eq!(azurite.list("results"), results);
+}
+
+#[test]
+fn a_watcher_runs_each_job_on_all_ranks_of_an_mpirun_world() {
+    let azurite = Azurite::start();
+    azurite.create_container("incoming");
+    azurite.create_container("results");
+    let token = sas("racwdl", "2099-01-01T00:00:00Z");
+    azurite.put(
+        "incoming",
+        "a.mp4",
+        &std::fs::read(media("rabbit320_h264_aac.mp4")).unwrap(),
+    );
+    let output = common::mpirun_command(
+        2,
+        &[
+            "watch",
+            &azurite.url("incoming", "", Some(&token)),
+            "--output-container",
+            "results",
+            "--style",
+            "mosaic",
+            "--scale",
+            "4",
+            "--once",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("on 2 rank(s)"), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1 video(s) stylized"));
+    assert!(azurite.get("results", "a-mosaic.mp4").is_some());
+}
