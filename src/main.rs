@@ -238,6 +238,16 @@ fn parse_location(text: &str, storage: &StorageArgs) -> Result<Location, Storage
     Location::parse(text, storage.blob_endpoint.as_deref())
 }
 
+impl StorageArgs {
+    /// Where `--log-to` sends the log and report, if anywhere.
+    fn log_destination(&self) -> Result<Option<Location>, StorageError> {
+        self.log_to
+            .as_deref()
+            .map(|text| parse_location(text, self))
+            .transpose()
+    }
+}
+
 /// The options every job shares, for `run` and for each video of `watch`.
 fn job_options(
     style: StyleArgs,
@@ -286,12 +296,7 @@ fn run(args: RunArgs) -> ExitCode {
     let locations = (|| {
         let input = parse_location(&args.input, &args.storage)?;
         let output = parse_location(&args.output, &args.storage)?;
-        let log_to = args
-            .storage
-            .log_to
-            .as_deref()
-            .map(|text| parse_location(text, &args.storage))
-            .transpose()?;
+        let log_to = args.storage.log_destination()?;
         Ok::<_, StorageError>((input, output, log_to))
     })();
     let (input, output, log_to) = match locations {
@@ -363,12 +368,7 @@ fn watch(args: WatchArgs) -> ExitCode {
                 })
             }
         };
-        let log_to = args
-            .storage
-            .log_to
-            .as_deref()
-            .map(|text| parse_location(text, &args.storage))
-            .transpose()?;
+        let log_to = args.storage.log_destination()?;
         Ok((source, log_to))
     })();
     let (source, log_to) = match parsed {

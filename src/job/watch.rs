@@ -211,13 +211,8 @@ impl<'a> Watcher<'a> {
         summary: &mut WatchSummary,
     ) -> Result<(), JobError> {
         let claim = self.bookkeeping("claims", &video.name);
-        let marker_metadata = |etag: &str| {
-            HashMap::from([
-                (OUTPUT_METADATA.0.to_string(), "marker".to_string()),
-                ("source_etag".to_string(), etag.to_string()),
-            ])
-        };
-        block_on(claim.put(Vec::new(), true, marker_metadata("")))?;
+        let claim_metadata = HashMap::from([(OUTPUT_METADATA.0.to_string(), "marker".to_string())]);
+        block_on(claim.put(Vec::new(), true, claim_metadata))?;
         let Some(lease) = block_on(claim.acquire_lease(CLAIM_SECONDS))? else {
             log::info!("{}: another watcher is processing it", video.name);
             return Ok(());
@@ -233,7 +228,7 @@ impl<'a> Watcher<'a> {
                 }
             })
         };
-        let outcome = self.process_claimed(video, cluster, summary, &marker_metadata(&video.etag));
+        let outcome = self.process_claimed(video, cluster, summary);
         renewal.abort();
         if let Err(error) = block_on(claim.release_lease(&lease)) {
             log::warn!("cannot release the claim on {}: {error}", video.name);
@@ -246,7 +241,6 @@ impl<'a> Watcher<'a> {
         video: &Pending,
         cluster: &Cluster,
         summary: &mut WatchSummary,
-        metadata: &HashMap<String, String>,
     ) -> Result<(), JobError> {
         let markers = self.markers()?;
         if ["done", "failed"]
@@ -315,9 +309,13 @@ impl<'a> Watcher<'a> {
             _ => return Ok(()),
         };
         let body = serde_json::to_vec_pretty(&marker).expect("serializes");
+        let metadata = HashMap::from([
+            (OUTPUT_METADATA.0.to_string(), "marker".to_string()),
+            ("source_etag".to_string(), video.etag.clone()),
+        ]);
         block_on(
             self.bookkeeping(kind, &video.name)
-                .put(body, false, metadata.clone()),
+                .put(body, false, metadata),
         )?;
         Ok(())
     }
@@ -383,7 +381,6 @@ mod tests {
         let listed = |name: &str, metadata: &[(&str, &str)]| Listed {
             name: name.into(),
             etag: "e".into(),
-            size: 1,
             metadata: metadata
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -11,6 +11,19 @@ use std::sync::Mutex;
 /// Staging directories alive in this process, removed if the process is told to stop.
 static LIVE_STAGING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// The names of the files in `dir`, sorted.
+pub fn sorted_file_names(dir: &Path) -> Result<Vec<std::ffi::OsString>, StorageError> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|source| StorageError::Unwritable {
+            dir: dir.display().to_string(),
+            source,
+        })?
+        .filter_map(|entry| Some(entry.ok()?.file_name()))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Removes every live staging directory now (the process is being stopped); returns whether
 /// there was any.
 pub fn remove_all_staging() -> bool {
@@ -113,16 +126,7 @@ impl Staging {
     pub fn publish_from(self, dirs: &[PathBuf]) -> Result<usize, StorageError> {
         let mut moved = 0;
         for dir in dirs {
-            let unwritable = |source| StorageError::Unwritable {
-                dir: dir.display().to_string(),
-                source,
-            };
-            let mut names: Vec<_> = std::fs::read_dir(dir)
-                .map_err(unwritable)?
-                .filter_map(|entry| Some(entry.ok()?.file_name()))
-                .collect();
-            names.sort();
-            for name in names {
+            for name in sorted_file_names(dir)? {
                 let (source, target) = (dir.join(&name), self.target_dir.join(&name));
                 let publish = |source| StorageError::Publish {
                     target: target.display().to_string(),

@@ -7,7 +7,9 @@
 pub mod blob;
 mod local;
 
-pub use local::{check_not_input, output_directory, remove_all_staging, Staging};
+pub use local::{
+    check_not_input, output_directory, remove_all_staging, sorted_file_names, Staging,
+};
 
 use blob::credentials::Credential;
 use blob::transfer::UploadOptions;
@@ -82,15 +84,6 @@ impl Location {
 pub struct TransferSettings {
     pub block_size: usize,
     pub overwrite: bool,
-}
-
-impl Default for TransferSettings {
-    fn default() -> Self {
-        TransferSettings {
-            block_size: blob::transfer::DEFAULT_BLOCK_SIZE,
-            overwrite: false,
-        }
-    }
 }
 
 /// An input as a local file; a downloaded copy is removed when this is dropped.
@@ -239,16 +232,9 @@ impl OutputTarget {
             .map_or(String::new(), |(folder, _)| format!("{folder}/"));
         let mut published = 0;
         for dir in dirs {
-            let mut names: Vec<_> = std::fs::read_dir(dir)
-                .map_err(|source| StorageError::Unwritable {
-                    dir: dir.display().to_string(),
-                    source,
-                })?
-                .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-                .collect();
-            names.sort();
-            for name in names {
-                let frame = blob.at(blob.address().sibling(&format!("{folder}{name}")));
+            for name in sorted_file_names(dir)? {
+                let blob_name = format!("{folder}{}", name.to_string_lossy());
+                let frame = blob.at(blob.address().sibling(&blob_name));
                 block_on(frame.upload_from(&dir.join(&name), options))?;
                 published += 1;
             }
@@ -266,7 +252,7 @@ fn check_sas_allows_writing(blob: &Blob) -> Result<(), StorageError> {
     let Credential::Sas { token, source } = blob.credential() else {
         return Ok(());
     };
-    let permissions = token.split('&').find_map(|pair| pair.strip_prefix("sp="));
+    let permissions = blob::credentials::sas_parameter(token, "sp");
     match permissions {
         Some(permissions) if !permissions.contains('w') => Err(BlobError::PermissionDenied {
             credential: format!("SAS token from {source} (permissions sp={permissions})"),

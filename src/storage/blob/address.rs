@@ -45,7 +45,7 @@ impl BlobAddress {
             .map(str::to_string);
         if let Some(sas) = &sas {
             crate::redact::register_secret(sas);
-            if !sas.split('&').any(|pair| pair.starts_with("sig=")) {
+            if super::credentials::sas_parameter(sas, "sig").is_none() {
                 return Err(bad("its query is not a SAS token (it has no sig= parameter); remove the query or paste the whole SAS"));
             }
         }

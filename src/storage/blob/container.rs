@@ -12,7 +12,6 @@ use std::collections::HashMap;
 pub struct Listed {
     pub name: String,
     pub etag: String,
-    pub size: u64,
     pub metadata: HashMap<String, String>,
 }
 
@@ -36,7 +35,6 @@ impl Blob {
                 listed.push(Listed {
                     name: item.name.unwrap_or_default(),
                     etag: properties.etag.map(|e| e.to_string()).unwrap_or_default(),
-                    size: properties.content_length.unwrap_or(0),
                     metadata: item.metadata.and_then(|m| m.values).unwrap_or_default(),
                 });
             }

@@ -28,6 +28,14 @@ pub enum Credential {
     EntraId(Arc<dyn TokenCredential>),
 }
 
+/// The value of parameter `name` of a SAS token (`sp`, `se`, `sig`), as it is in the query.
+pub fn sas_parameter<'a>(token: &'a str, name: &str) -> Option<&'a str> {
+    token.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then_some(value)
+    })
+}
+
 /// The per-account variable name: `STYLEMILL_SAS_TOKEN_DEVSTOREACCOUNT1`.
 pub fn account_variable(account: &str) -> String {
     let suffix: String = account
@@ -76,11 +84,7 @@ pub fn resolve(address: &BlobAddress) -> Result<Credential, BlobError> {
 
 /// Refuses a SAS whose `se` (signed expiry) is in the past.
 fn check_expiry(address: &BlobAddress, token: &str, source: &str) -> Result<(), BlobError> {
-    let Some(expiry) = token
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("se="))
-        .and_then(percent_decode)
-    else {
+    let Some(expiry) = sas_parameter(token, "se").and_then(percent_decode) else {
         return Ok(());
     };
     let parsed =

@@ -260,10 +260,7 @@ impl Blob {
                 Failure::Integrity(_) => true,
                 Failure::Final(_) => false,
             };
-            if !transient {
-                return Err(self.explain(operation, failure, attempt));
-            }
-            if attempt == ATTEMPTS {
+            if !transient || attempt == ATTEMPTS {
                 return Err(self.explain(operation, failure, attempt));
             }
             log::warn!(
@@ -282,7 +279,9 @@ impl Blob {
 
     fn explain(&self, operation: Operation, failure: Failure, attempts: u32) -> BlobError {
         match failure {
-            Failure::Service(error) if is_transient(&error) && attempts > 1 && !is_http(&error) => {
+            Failure::Service(error)
+                if is_transient(&error) && attempts > 1 && error.http_status().is_none() =>
+            {
                 BlobError::Unreachable {
                     endpoint: self.address.endpoint().to_string(),
                     attempts,
@@ -369,10 +368,6 @@ impl From<azure_core::Error> for Failure {
     fn from(error: azure_core::Error) -> Failure {
         Failure::Service(error)
     }
-}
-
-fn is_http(error: &azure_core::Error) -> bool {
-    error.http_status().is_some()
 }
 
 /// Connection and I/O failures, timeouts, throttling and server errors are worth retrying.

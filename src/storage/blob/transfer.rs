@@ -21,8 +21,6 @@ use std::path::Path;
 const DOWNLOAD_RANGE: u64 = 4 * 1024 * 1024;
 /// Requests in flight at once for one transfer.
 const PARALLEL: usize = 4;
-/// The default size of an uploaded block.
-pub const DEFAULT_BLOCK_SIZE: usize = 8 * 1024 * 1024;
 
 /// What an upload may do.
 #[derive(Debug, Clone)]
@@ -260,15 +258,5 @@ impl Blob {
             Err(BlobError::AlreadyExists { .. }) if if_absent => Ok(false),
             Err(error) => Err(error),
         }
-    }
-
-    /// Reads a small blob whole.
-    pub async fn get(&self) -> Result<Vec<u8>, BlobError> {
-        let client = self.client()?;
-        self.retrying(Operation::Read, || async {
-            let response = client.download(None).await?;
-            Ok(response.body.collect().await?.to_vec())
-        })
-        .await
     }
 }
