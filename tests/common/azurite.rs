@@ -4,12 +4,11 @@
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 pub const ACCOUNT: &str = "devstoreaccount1";
 /// Azurite's published development key (not a secret).
@@ -21,19 +20,12 @@ pub struct Azurite {
     pub port: u16,
 }
 
+/// A port that nothing listened on a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port()
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 impl Azurite {
@@ -45,20 +37,30 @@ impl Azurite {
             "{} is missing: run scripts/test-tools.sh",
             program.display()
         );
-        let port = free_port();
-        let child = Command::new(program)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+        // Port 0 lets Azurite bind a port itself: a port picked here and released could be
+        // taken by a parallel test's mpirun or proxy before Azurite binds it.
+        let mut child = Command::new(program)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", "0"])
             .args([
                 "--inMemoryPersistence",
                 "--silent",
                 "--skipApiVersionCheck",
                 "--disableTelemetry",
             ])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("azurite starts");
-        wait_for_port(port);
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let port = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                line.split_once("successfully listens on http://127.0.0.1:")
+                    .and_then(|(_, port)| port.trim().parse().ok())
+            })
+            .expect("Azurite reports the port it listens on");
+        std::thread::spawn(move || lines.for_each(drop));
         Azurite { child, port }
     }
 
