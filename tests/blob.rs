@@ -4,10 +4,11 @@
 
 mod common;
 
-use common::azurite::{sas, signature_of, Azurite, CuttingProxy};
+use common::azurite::{sas, signature_of, Azurite, Fault, FaultyProxy};
 use common::{media, mpirun, probe, stylemill, video_stream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::Ordering;
 
 const FAR: &str = "2099-01-01T00:00:00Z";
 
@@ -251,7 +252,7 @@ fn refused_credentials_and_missing_blobs_are_named() {
 }
 
 #[test]
-fn a_cut_connection_leaves_no_output_blob_and_a_brief_one_is_retried() {
+fn a_cut_connection_leaves_no_output_blob_and_a_brief_one_or_a_lost_answer_is_retried() {
     let azurite = Azurite::start();
     let dir = tempfile::tempdir().unwrap();
     azurite.create_container("out");
@@ -263,7 +264,7 @@ fn a_cut_connection_leaves_no_output_blob_and_a_brief_one_is_retried() {
     ))
     .unwrap();
     assert!(reference.len() > 60_000, "the upload must take many blocks");
-    let through = |proxy: &CuttingProxy, name: &str| {
+    let through = |proxy: &FaultyProxy, name: &str| {
         let url = format!(
             "http://127.0.0.1:{}/devstoreaccount1/out/{name}?{token}",
             proxy.port
@@ -275,7 +276,13 @@ fn a_cut_connection_leaves_no_output_blob_and_a_brief_one_is_retried() {
         ))
     };
 
-    let outage = CuttingProxy::start(azurite.port, 30_000, true);
+    let outage = FaultyProxy::start(
+        azurite.port,
+        Fault::CutAfter {
+            bytes: 30_000,
+            stay_down: true,
+        },
+    );
     let (ok, _, stderr) = through(&outage, "cut.mp4");
     assert!(!ok);
     assert!(
@@ -288,12 +295,29 @@ fn a_cut_connection_leaves_no_output_blob_and_a_brief_one_is_retried() {
     );
     assert_eq!(azurite.get("out", "cut.mp4"), None, "nothing is committed");
 
-    let blip = CuttingProxy::start(azurite.port, 30_000, false);
+    let blip = FaultyProxy::start(
+        azurite.port,
+        Fault::CutAfter {
+            bytes: 30_000,
+            stay_down: false,
+        },
+    );
     let (ok, _, stderr) = through(&blip, "blip.mp4");
     assert!(ok, "{stderr}");
-    assert_eq!(blip.cuts.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(blip.faults.load(Ordering::SeqCst), 1);
     assert!(stderr.contains("retrying in"), "{stderr}");
     assert_eq!(azurite.get("out", "blip.mp4").unwrap(), reference);
+
+    // The commit lands but its answer is lost: the retry meets the blob it just wrote.
+    let lost = FaultyProxy::start(azurite.port, Fault::LoseAnswerTo("comp=blocklist"));
+    let (ok, _, stderr) = through(&lost, "lost.mp4");
+    assert!(ok, "a landed commit is not reported as a clash: {stderr}");
+    assert_eq!(lost.faults.load(Ordering::SeqCst), 1);
+    assert!(
+        stderr.contains("an earlier commit attempt had landed"),
+        "{stderr}"
+    );
+    assert_eq!(azurite.get("out", "lost.mp4").unwrap(), reference);
 }
 
 #[test]

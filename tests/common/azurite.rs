@@ -1,6 +1,6 @@
 //! A real Azurite blob emulator on a free loopback port, signed SAS tokens for its well-known
 //! development account, a minimal HTTP client that seeds and inspects it independently of
-//! stylemill's own blob code, and a proxy that cuts connections.
+//! stylemill's own blob code, and a proxy that injects network faults.
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -280,22 +280,40 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
 }
 
-/// A loopback proxy in front of Azurite that, once `cut_after` bytes have gone towards the
-/// server, drops every open connection, once; with `stay_down` it refuses every later one too.
-pub struct CuttingProxy {
-    pub port: u16,
-    pub cuts: Arc<AtomicUsize>,
+/// What a [`FaultyProxy`] breaks, once.
+#[derive(Clone, Copy)]
+pub enum Fault {
+    /// Drops every open connection once `bytes` have gone towards the server; with
+    /// `stay_down` it refuses every later connection too.
+    CutAfter { bytes: usize, stay_down: bool },
+    /// Forwards the first request whose head contains the text, then drops its connection
+    /// instead of passing the answer back: the server did the work, the client never hears.
+    LoseAnswerTo(&'static str),
 }
 
-impl CuttingProxy {
-    pub fn start(target: u16, cut_after: usize, stay_down: bool) -> CuttingProxy {
+/// A loopback proxy in front of Azurite that injects one [`Fault`].
+pub struct FaultyProxy {
+    pub port: u16,
+    /// How many times the fault struck (0 or 1).
+    pub faults: Arc<AtomicUsize>,
+}
+
+impl FaultyProxy {
+    pub fn start(target: u16, fault: Fault) -> FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
         let port = listener.local_addr().expect("addr").port();
-        let cuts = Arc::new(AtomicUsize::new(0));
+        let faults = Arc::new(AtomicUsize::new(0));
+        let strike = {
+            let faults = faults.clone();
+            move || {
+                faults
+                    .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            }
+        };
         let sent = Arc::new(AtomicUsize::new(0));
         let down = Arc::new(AtomicBool::new(false));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let counter = cuts.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if down.load(Ordering::SeqCst) {
@@ -305,53 +323,77 @@ impl CuttingProxy {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
                     continue;
                 };
-                open.lock()
-                    .unwrap()
-                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
-                let (upstream, downstream) =
-                    (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || pump(downstream, upstream, None));
-                let (sent, down, open, counter) =
-                    (sent.clone(), down.clone(), open.clone(), counter.clone());
-                std::thread::spawn(move || {
-                    let cut = move || {
-                        if counter
-                            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
-                            .is_err()
-                        {
-                            return false;
+                let this_connection = [client.try_clone().unwrap(), server.try_clone().unwrap()];
+                open.lock().unwrap().extend(
+                    this_connection
+                        .iter()
+                        .map(|stream| stream.try_clone().unwrap()),
+                );
+                let asked = Arc::new(AtomicBool::new(false));
+                let towards_server = {
+                    let (sent, down, open, asked, strike) = (
+                        sent.clone(),
+                        down.clone(),
+                        open.clone(),
+                        asked.clone(),
+                        strike.clone(),
+                    );
+                    move |chunk: &[u8]| match fault {
+                        Fault::CutAfter { bytes, stay_down } => {
+                            let total = sent.fetch_add(chunk.len(), Ordering::SeqCst) + chunk.len();
+                            if total <= bytes || !strike() {
+                                return true;
+                            }
+                            down.store(stay_down, Ordering::SeqCst);
+                            for stream in open.lock().unwrap().drain(..) {
+                                let _ = stream.shutdown(Shutdown::Both);
+                            }
+                            false
                         }
-                        if stay_down {
-                            down.store(true, Ordering::SeqCst);
+                        Fault::LoseAnswerTo(text) => {
+                            if contains(chunk, text.as_bytes()) {
+                                asked.store(true, Ordering::SeqCst);
+                            }
+                            true
                         }
-                        for stream in open.lock().unwrap().drain(..) {
+                    }
+                };
+                let strike = strike.clone();
+                let towards_client = move |_: &[u8]| {
+                    if asked.load(Ordering::SeqCst) && strike() {
+                        for stream in &this_connection {
                             let _ = stream.shutdown(Shutdown::Both);
                         }
-                        true
-                    };
-                    pump(client, server, Some((sent, cut_after, Box::new(cut))));
-                });
+                        return false;
+                    }
+                    true
+                };
+                let (from_client, to_client) =
+                    (client.try_clone().unwrap(), client.try_clone().unwrap());
+                let (from_server, to_server) = (server.try_clone().unwrap(), server);
+                std::thread::spawn(move || pump(from_server, to_client, towards_client));
+                std::thread::spawn(move || pump(from_client, to_server, towards_server));
             }
         });
-        CuttingProxy { port, cuts }
+        FaultyProxy { port, faults }
     }
 }
 
-type Cut = (Arc<AtomicUsize>, usize, Box<dyn Fn() -> bool + Send>);
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
 
-fn pump(mut from: TcpStream, mut to: TcpStream, cut: Option<Cut>) {
+/// Copies `from` to `to` while `pass` lets each chunk through.
+fn pump(mut from: TcpStream, mut to: TcpStream, mut pass: impl FnMut(&[u8]) -> bool) {
     let mut buffer = [0u8; 16384];
     loop {
         let n = match from.read(&mut buffer) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some((sent, limit, action)) = &cut {
-            if sent.fetch_add(n, Ordering::SeqCst) + n > *limit && action() {
-                break;
-            }
-        }
-        if to.write_all(&buffer[..n]).is_err() {
+        if !pass(&buffer[..n]) || to.write_all(&buffer[..n]).is_err() {
             break;
         }
     }

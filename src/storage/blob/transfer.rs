@@ -208,22 +208,43 @@ impl Blob {
         let blocks: RequestContent<BlockLookupList, _> = blocks
             .try_into()
             .map_err(|e| self.refused(Operation::Write, e))?;
-        self.retrying(Operation::Write, || {
-            let commit = BlockBlobClientCommitBlockListOptions {
-                blob_content_md5: Some(md5.clone()),
-                blob_content_type: Some(options.content_type.to_string()),
-                metadata: Some(options.metadata.clone()),
-                if_none_match: (!options.overwrite).then(|| Etag::from("*")),
-                ..Default::default()
-            };
-            let (client, blocks) = (&client, blocks.clone());
-            async move {
-                client.commit_block_list(blocks, Some(commit)).await?;
-                Ok(())
+        let mut commits_sent = 0;
+        let committed = self
+            .retrying(Operation::Write, || {
+                commits_sent += 1;
+                let commit = BlockBlobClientCommitBlockListOptions {
+                    blob_content_md5: Some(md5.clone()),
+                    blob_content_type: Some(options.content_type.to_string()),
+                    metadata: Some(options.metadata.clone()),
+                    if_none_match: (!options.overwrite).then(|| Etag::from("*")),
+                    ..Default::default()
+                };
+                let (client, blocks) = (&client, blocks.clone());
+                async move {
+                    client.commit_block_list(blocks, Some(commit)).await?;
+                    Ok(())
+                }
+            })
+            .await;
+        match committed {
+            // A commit whose answer was lost may have landed: its retry then finds "our" blob.
+            Err(BlobError::AlreadyExists { .. })
+                if commits_sent > 1 && self.holds(size, &md5).await? =>
+            {
+                log::info!(
+                    "{}: an earlier commit attempt had landed; its blob holds this upload",
+                    self.address
+                );
+                Ok(size)
             }
-        })
-        .await?;
-        Ok(size)
+            committed => committed.map(|()| size),
+        }
+    }
+
+    /// Whether the blob exists with exactly `size` bytes whose MD5 is `md5`.
+    async fn holds(&self, size: u64, md5: &[u8]) -> Result<bool, BlobError> {
+        let properties = self.properties().await?;
+        Ok(properties.size == size && properties.md5.as_deref() == Some(md5))
     }
 
     /// Stores small bytes as a whole blob; with `if_absent`, returns `false` instead of
