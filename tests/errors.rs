@@ -331,3 +331,99 @@ fn kernels_are_compiled_into_the_cache() {
     );
     assert!(cached.iter().any(|n| n.starts_with("conv.cu-sm_90-")));
 }
+
+/// Starts a run of `input` (inside `dir`), waits for an ffmpeg child whose command line holds
+/// `stage`, calls `stop`, and checks what a stopped run leaves: exit status 130 with its note,
+/// nothing new in `dir`, and no ffmpeg still working on its files.
+fn assert_stopped_cleanly(
+    dir: &Path,
+    input: &Path,
+    stage: &str,
+    stop: impl FnOnce(&std::process::Child),
+) {
+    use std::os::unix::process::CommandExt;
+    let before = names_in(dir);
+    let child = std::process::Command::new(bin())
+        .args(run_args(input, &dir.join("out.mp4"), "mosaic", &[]))
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let files = dir.display().to_string();
+    let started = std::time::Instant::now();
+    while !processes_mentioning(&files)
+        .iter()
+        .any(|command| command.contains(stage))
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no ffmpeg with `{stage}` started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    stop(&child);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted before the output was complete"),
+        "{stderr}"
+    );
+    assert_eq!(names_in(dir), before);
+    assert_eq!(
+        lingering_processes(&files),
+        Vec::<String>::new(),
+        "ffmpeg children end with stylemill"
+    );
+}
+
+#[test]
+fn ctrl_c_while_encoding_leaves_no_output_and_no_ffmpeg_running() {
+    let s = Scratch::new();
+    let input = s.path("in.mp4");
+    std::fs::copy(media("rabbit320_h264_aac.mp4"), &input).unwrap();
+    assert_stopped_cleanly(s.dir.path(), &input, "pipe:0", interrupt_group);
+}
+
+#[test]
+fn sigterm_to_stylemill_alone_also_stops_the_input_check_it_started() {
+    // As a scheduler or mpirun signals the rank process only. The input check decodes the whole
+    // video with nothing reading its output: only stylemill itself can stop it. The clip repeats
+    // one second of black 4K (cheap to make by stream copy, seconds to decode).
+    let s = Scratch::new();
+    let second = s.path("second.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:size=3840x2160:rate=30",
+        "-t",
+        "1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        second.to_str().unwrap(),
+    ]);
+    let list = s.path("list.txt");
+    std::fs::write(&list, "file 'second.mp4'\n".repeat(60)).unwrap();
+    let input = s.path("in.mp4");
+    ffmpeg(&[
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-i",
+        list.to_str().unwrap(),
+        "-c",
+        "copy",
+        input.to_str().unwrap(),
+    ]);
+    assert_stopped_cleanly(s.dir.path(), &input, "-f null", |child| {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    });
+}

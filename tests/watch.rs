@@ -1,15 +1,27 @@
 //! `stylemill watch` against a real Azurite: videos uploaded while two watchers run are each
 //! stylized once, a corrupt one gets an error marker, a restarted watcher redoes nothing, and
-//! Ctrl-C stops a watcher cleanly.
+//! Ctrl-C stops a watcher cleanly, after the video it is working on. Watchers run in their own
+//! process group and are interrupted as a terminal's Ctrl-C does: the whole group gets SIGINT.
 
 mod common;
 
 use common::azurite::{sas, Azurite};
 use common::media;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn watcher(azurite: &Azurite, token: &str, log: &std::path::Path, extra: &[&str]) -> Child {
+/// A watcher of `incoming` writing to `results`, at scale 4 unless `extra` sets one, logging to
+/// `log`, with its temporary files in the directory `log` names with the extension `tmp`.
+fn watcher(azurite: &Azurite, token: &str, log: &Path, extra: &[&str]) -> Child {
+    let temporary = log.with_extension("tmp");
+    std::fs::create_dir_all(&temporary).unwrap();
+    let scale = if extra.contains(&"--scale") {
+        &[][..]
+    } else {
+        &["--scale", "4"][..]
+    };
     Command::new(common::bin())
         .args([
             "watch",
@@ -17,22 +29,33 @@ fn watcher(azurite: &Azurite, token: &str, log: &std::path::Path, extra: &[&str]
             "--output-container",
             "results",
         ])
-        .args(["--style", "mosaic", "--scale", "4", "--interval", "0.3"])
+        .args(["--style", "mosaic", "--interval", "0.3"])
+        .args(scale)
         .args(extra)
         .env("STYLEMILL_SAS_TOKEN", token)
         .env("RUST_LOG", "info")
+        .env("TMPDIR", temporary)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap())
+        .process_group(0)
         .spawn()
         .expect("stylemill starts")
 }
 
-fn interrupt(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+/// Waits up to 60 s for a line of `log` that contains `text`, and returns it.
+fn wait_for_line(log: &Path, text: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let printed = std::fs::read_to_string(log).unwrap();
+        if let Some(line) = printed.lines().find(|line| line.contains(text)) {
+            return line.to_string();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no `{text}` in: {printed}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn wait_for_exit(mut child: Child) -> (std::process::ExitStatus, String) {
@@ -88,7 +111,7 @@ fn two_watchers_process_each_new_video_once_and_mark_a_corrupt_one() {
         std::thread::sleep(Duration::from_millis(300));
     }
     for watcher in &watchers {
-        interrupt(watcher);
+        common::interrupt_group(watcher);
     }
     let mut printed = String::new();
     for (watcher, log) in watchers.into_iter().zip(&logs) {
@@ -193,4 +216,96 @@ fn a_watcher_runs_each_job_on_all_ranks_of_an_mpirun_world() {
     assert!(stderr.contains("on 2 rank(s)"), "{stderr}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("1 video(s) stylized"));
     assert!(azurite.get("results", "a-mosaic.mp4").is_some());
+}
+
+#[test]
+fn ctrl_c_lets_the_current_video_finish_and_starts_no_other() {
+    let azurite = Azurite::start();
+    azurite.create_container("incoming");
+    azurite.create_container("results");
+    let token = sas("racwdl", "2099-01-01T00:00:00Z");
+    let video = std::fs::read(media("rabbit320_h264_aac.mp4")).unwrap();
+    azurite.put("incoming", "first.mp4", &video);
+    azurite.put("incoming", "second.mp4", &video);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("watcher.log");
+    let child = watcher(&azurite, &token, &log, &[]);
+
+    let working_on = if wait_for_line(&log, ": stylizing into").contains("/incoming/first.mp4:") {
+        "first.mp4"
+    } else {
+        "second.mp4"
+    };
+    common::interrupt_group(&child);
+    let (status, stdout) = wait_for_exit(child);
+    let printed = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}\n{printed}");
+    assert!(
+        printed.contains("stopping after the current video"),
+        "{printed}"
+    );
+    assert!(
+        stdout.contains("1 video(s) stylized, 0 refused"),
+        "{stdout}\n{printed}"
+    );
+    assert_eq!(printed.matches(": stylizing into").count(), 1, "{printed}");
+
+    let stem = working_on.trim_end_matches(".mp4");
+    let path = dir.path().join("finished.mp4");
+    std::fs::write(
+        &path,
+        azurite
+            .get("results", &format!("{stem}-mosaic.mp4"))
+            .expect("the video being stylized when Ctrl-C came is finished"),
+    )
+    .unwrap();
+    assert_eq!(common::video_stream(&common::probe(&path)).frames(), 234);
+    let mut results = azurite.list("results");
+    results.sort();
+    assert_eq!(
+        results,
+        [
+            format!(".stylemill/claims/incoming/{working_on}"),
+            format!(".stylemill/done/incoming/{working_on}"),
+            format!("{stem}-mosaic.mp4"),
+        ],
+        "no other video is started"
+    );
+}
+
+#[test]
+fn a_second_ctrl_c_stops_at_once_and_leaves_nothing_behind() {
+    let azurite = Azurite::start();
+    azurite.create_container("incoming");
+    azurite.create_container("results");
+    let token = sas("racwdl", "2099-01-01T00:00:00Z");
+    let video = std::fs::read(media("rabbit320_h264_aac.mp4")).unwrap();
+    azurite.put("incoming", "long.mp4", &video);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("watcher.log");
+    let child = watcher(&azurite, &token, &log, &["--scale", "1"]);
+
+    wait_for_line(&log, "long.mp4: stylizing into");
+    common::interrupt_group(&child);
+    wait_for_line(&log, "stopping after the current video");
+    common::interrupt_group(&child);
+    let (status, _) = wait_for_exit(child);
+    let printed = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(130), "{printed}");
+    let temporary = log.with_extension("tmp");
+    assert_eq!(
+        common::lingering_processes(&temporary.display().to_string()),
+        Vec::<String>::new(),
+        "its ffmpeg children stop with the watcher"
+    );
+    assert_eq!(
+        common::names_in(&temporary),
+        Vec::<String>::new(),
+        "the staged input and output are removed"
+    );
+    assert_eq!(
+        azurite.list("results"),
+        [".stylemill/claims/incoming/long.mp4"],
+        "no output and no marker: the video is processed again by the next watcher"
+    );
 }

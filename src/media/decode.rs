@@ -5,7 +5,6 @@
 use super::probe::VideoInfo;
 use super::{error_lines, file_url, summarize, MediaError};
 use crate::frame::{Frame, FrameSize};
-use ffmpeg_sidecar::child::FfmpegChild;
 use ffmpeg_sidecar::command::FfmpegCommand;
 use ffmpeg_sidecar::event::FfmpegEvent;
 use ffmpeg_sidecar::iter::FfmpegIterator;
@@ -13,7 +12,7 @@ use std::ops::Range;
 
 /// An ffmpeg process producing the frames of some intervals of the input, in order.
 pub struct Decoder {
-    child: FfmpegChild,
+    child: super::Ffmpeg,
     events: FfmpegIterator,
     size: FrameSize,
     remaining: usize,
@@ -43,19 +42,16 @@ impl Decoder {
             ));
         }
         let count = intervals.iter().map(|r| r.len()).sum();
-        let mut child = FfmpegCommand::new()
-            .hide_banner()
-            .args(["-xerror", "-nostdin"])
-            .input(file_url(&info.path))
-            .map(format!("0:{}", info.video_stream))
-            .filter(filters.join(","))
-            .fps_mode("passthrough")
-            .rawvideo()
-            .spawn()
-            .map_err(|source| MediaError::Spawn {
-                program: "ffmpeg",
-                source,
-            })?;
+        let mut child = super::spawn_ffmpeg(
+            FfmpegCommand::new()
+                .hide_banner()
+                .args(["-xerror", "-nostdin"])
+                .input(file_url(&info.path))
+                .map(format!("0:{}", info.video_stream))
+                .filter(filters.join(","))
+                .fps_mode("passthrough")
+                .rawvideo(),
+        )?;
         let events = child.iter().map_err(|e| MediaError::Ffmpeg {
             doing: "starting the decoder".into(),
             detail: e.to_string(),

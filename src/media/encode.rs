@@ -7,7 +7,6 @@ use super::output::{OutputKind, OutputSpec};
 use super::probe::VideoInfo;
 use super::{error_lines, file_url, summarize, MediaError, Rational};
 use crate::frame::{Frame, FrameSize};
-use ffmpeg_sidecar::child::FfmpegChild;
 use ffmpeg_sidecar::command::FfmpegCommand;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,7 +37,7 @@ pub fn partial_name(index: usize, kind: &OutputKind) -> String {
 
 /// An ffmpeg process encoding one chunk of frames, fed through its stdin.
 pub struct ChunkEncoder {
-    child: FfmpegChild,
+    child: super::Ffmpeg,
     stdin: Option<ChildStdin>,
     drain: Option<JoinHandle<Vec<String>>>,
     size: FrameSize,
@@ -102,10 +101,7 @@ impl ChunkEncoder {
             "chunk {index}: {:?}",
             command.get_args().collect::<Vec<_>>()
         );
-        let mut child = command.spawn().map_err(|source| MediaError::Spawn {
-            program: "ffmpeg",
-            source,
-        })?;
+        let mut child = super::spawn_ffmpeg(&mut command)?;
         let stdin = child.take_stdin();
         let events = child.iter().map_err(|e| MediaError::Ffmpeg {
             doing: "starting the encoder".into(),
@@ -249,10 +245,7 @@ pub fn assemble(
         .overwrite()
         .output(file_url(destination));
     log::debug!("assemble: {:?}", command.get_args().collect::<Vec<_>>());
-    let mut child = command.spawn().map_err(|source| MediaError::Spawn {
-        program: "ffmpeg",
-        source,
-    })?;
+    let mut child = super::spawn_ffmpeg(&mut command)?;
     let errors = error_lines(child.iter().map_err(|e| MediaError::Ffmpeg {
         doing: "assembling the output".into(),
         detail: e.to_string(),

@@ -7,6 +7,9 @@ pub mod encode;
 pub mod output;
 pub mod probe;
 
+use crate::shutdown::ChildGroup;
+use ffmpeg_sidecar::child::FfmpegChild;
+use ffmpeg_sidecar::command::FfmpegCommand;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,13 +77,56 @@ pub(crate) fn file_url(path: &std::path::Path) -> std::ffi::OsString {
 
 /// Fails with a clear message when ffmpeg or ffprobe is not installed.
 pub fn require_ffmpeg() -> Result<(), MediaError> {
-    if !ffmpeg_sidecar::command::ffmpeg_is_installed() {
+    let runs = |program: std::path::PathBuf| {
+        crate::shutdown::detach_from_terminal(&mut std::process::Command::new(program))
+            .arg("-version")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if !runs(ffmpeg_sidecar::paths::ffmpeg_path()) {
         return Err(MediaError::FfmpegMissing { program: "ffmpeg" });
     }
-    if !ffmpeg_sidecar::ffprobe::ffprobe_is_installed() {
+    if !runs(ffmpeg_sidecar::ffprobe::ffprobe_path()) {
         return Err(MediaError::FfmpegMissing { program: "ffprobe" });
     }
     Ok(())
+}
+
+/// A running ffmpeg, started through [`spawn_ffmpeg`].
+pub(crate) struct Ffmpeg {
+    child: FfmpegChild,
+    _group: ChildGroup,
+}
+
+impl std::ops::Deref for Ffmpeg {
+    type Target = FfmpegChild;
+    fn deref(&self) -> &FfmpegChild {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for Ffmpeg {
+    fn deref_mut(&mut self) -> &mut FfmpegChild {
+        &mut self.child
+    }
+}
+
+/// Starts `command` in a process group of its own, which only a signal that stops stylemill
+/// ends (see [`crate::shutdown`]).
+pub(crate) fn spawn_ffmpeg(command: &mut FfmpegCommand) -> Result<Ffmpeg, MediaError> {
+    crate::shutdown::detach_from_terminal(command.as_inner_mut());
+    let mut child = command.spawn().map_err(|source| MediaError::Spawn {
+        program: "ffmpeg",
+        source,
+    })?;
+    let group = ChildGroup::register(child.as_inner().id());
+    Ok(Ffmpeg {
+        child,
+        _group: group,
+    })
 }
 
 /// Runs an ffmpeg command to completion, draining its events; returns its error-level log lines.

@@ -68,14 +68,16 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
             detail: "it is a directory".into(),
         });
     }
-    let output = std::process::Command::new(ffmpeg_sidecar::ffprobe::ffprobe_path())
-        .args(["-v", "error", "-print_format", "json", "-show_streams"])
-        .arg(path)
-        .output()
-        .map_err(|source| MediaError::Spawn {
-            program: "ffprobe",
-            source,
-        })?;
+    let output = crate::shutdown::detach_from_terminal(&mut std::process::Command::new(
+        ffmpeg_sidecar::ffprobe::ffprobe_path(),
+    ))
+    .args(["-v", "error", "-print_format", "json", "-show_streams"])
+    .arg(path)
+    .output()
+    .map_err(|source| MediaError::Spawn {
+        program: "ffprobe",
+        source,
+    })?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     let not_a_video = |detail: &str| MediaError::NotAVideo {
         path: shown.clone(),
@@ -140,19 +142,16 @@ fn choose_frame_rate(nominal: Option<Rational>, average: Option<Rational>) -> Op
 /// Decodes the whole stream (discarding the pixels) and counts frames; any decoder error is
 /// reported as corruption.
 fn count_frames(path: &Path, stream: usize, shown: &str) -> Result<usize, MediaError> {
-    let mut child = FfmpegCommand::new()
-        .hide_banner()
-        .args(["-xerror", "-nostdin"])
-        .input(super::file_url(path))
-        .map(format!("0:{stream}"))
-        .fps_mode("passthrough")
-        .format("null")
-        .output("-")
-        .spawn()
-        .map_err(|source| MediaError::Spawn {
-            program: "ffmpeg",
-            source,
-        })?;
+    let mut child = super::spawn_ffmpeg(
+        FfmpegCommand::new()
+            .hide_banner()
+            .args(["-xerror", "-nostdin"])
+            .input(super::file_url(path))
+            .map(format!("0:{stream}"))
+            .fps_mode("passthrough")
+            .format("null")
+            .output("-"),
+    )?;
     let mut frames = 0usize;
     let mut errors = Vec::new();
     let events = child.iter().map_err(|e| MediaError::Ffmpeg {

@@ -228,6 +228,39 @@ pub fn names_in(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
+/// SIGINT to the child's whole process group, as Ctrl-C in a terminal sends it (the child must
+/// have been started with `process_group(0)`).
+pub fn interrupt_group(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Command lines of the running processes that mention `text`.
+pub fn processes_mentioning(text: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains(text))
+        .collect()
+}
+
+/// Waits up to 2 s for every process mentioning `text` to end; returns those still running.
+pub fn lingering_processes(text: &str) -> Vec<String> {
+    let started = std::time::Instant::now();
+    loop {
+        let running = processes_mentioning(text);
+        if running.is_empty() || started.elapsed() > std::time::Duration::from_secs(2) {
+            return running;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Writes tensors as an F32 safetensors file.
 pub fn write_safetensors(
     tensors: &std::collections::BTreeMap<String, stylemill::model::Tensor>,
