@@ -229,7 +229,8 @@ fn ctrl_c_lets_the_current_video_finish_and_starts_no_other() {
     azurite.put("incoming", "second.mp4", &video);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("watcher.log");
-    let child = watcher(&azurite, &token, &log, &[]);
+    // Scale 2: a video takes long enough that the signal surely comes while it is worked on.
+    let child = watcher(&azurite, &token, &log, &["--scale", "2"]);
 
     let working_on = if wait_for_line(&log, ": stylizing into").contains("/incoming/first.mp4:") {
         "first.mp4"
