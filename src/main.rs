@@ -438,6 +438,7 @@ fn style_label(style: &str) -> String {
 }
 
 fn fail(error: &dyn std::error::Error) -> ExitCode {
+    stylemill::shutdown::halt_if_stopping();
     let line = format!("error: {}", stylemill::redact::redact(&error.to_string()));
     eprintln!("{line}");
     stylemill::logging::note(&line);

@@ -16,6 +16,8 @@ use std::sync::{Mutex, PoisonError};
 
 static FINISH_CURRENT_JOB: AtomicBool = AtomicBool::new(false);
 static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+/// Set once a signal stops the process at once.
+static STOPPING: AtomicBool = AtomicBool::new(false);
 /// Process groups of the running children (each child leads its own).
 static CHILD_GROUPS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 
@@ -26,6 +28,7 @@ pub fn install() {
             eprintln!("stopping after the current video; press Ctrl-C again to stop now");
             return;
         }
+        STOPPING.store(true, Ordering::SeqCst);
         kill_children();
         if crate::storage::remove_all_staging() {
             eprintln!("error: interrupted before the output was complete; nothing was written to the output path");
@@ -45,6 +48,16 @@ pub fn finish_current_job_on_signal() {
 /// Whether a signal asked the process to stop after its current job.
 pub fn stop_requested() -> bool {
     STOP_REQUESTED.load(Ordering::SeqCst)
+}
+
+/// When a signal is stopping the process, waits for it to exit: a failure that the stop itself
+/// caused (its ffmpeg children killed) must be neither reported nor recorded as the input's.
+pub fn halt_if_stopping() {
+    if STOPPING.load(Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
 }
 
 /// Makes `command` start its child in a process group of its own, out of reach of the

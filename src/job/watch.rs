@@ -265,6 +265,9 @@ impl<'a> Watcher<'a> {
         log::info!("{input}: stylizing into {output}");
         cluster.announce(&serde_json::to_vec(&Announcement::Job).expect("serializes"));
         let result = run(&options, cluster, None);
+        if result.is_err() {
+            crate::shutdown::halt_if_stopping();
+        }
         let mut marker = Marker {
             input: input.to_string(),
             etag: video.etag.clone(),
