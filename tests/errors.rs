@@ -420,10 +420,6 @@ fn sigterm_to_stylemill_alone_also_stops_the_input_check_it_started() {
         input.to_str().unwrap(),
     ]);
     assert_stopped_cleanly(s.dir.path(), &input, "-f null", |child| {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        assert!(signal(child.id(), "TERM"))
     });
 }

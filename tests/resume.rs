@@ -36,13 +36,6 @@ fn finished_chunks(dir: &Path) -> usize {
         .count()
 }
 
-fn signal(pid: u32, name: &str) {
-    Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .unwrap();
-}
-
 /// "N computed" from the summary line.
 fn computed(stdout: &str) -> usize {
     let words: Vec<&str> = stdout.split_whitespace().collect();

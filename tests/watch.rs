@@ -12,6 +12,18 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Azurite with the containers `incoming` and `results`, and a SAS allowing everything.
+fn emulator() -> (Azurite, String) {
+    let azurite = Azurite::start();
+    azurite.create_container("incoming");
+    azurite.create_container("results");
+    (azurite, sas("racwdl", "2099-01-01T00:00:00Z"))
+}
+
+fn sample_video() -> Vec<u8> {
+    std::fs::read(media("rabbit320_h264_aac.mp4")).unwrap()
+}
+
 /// A watcher of `incoming` writing to `results`, at scale 4 unless `extra` sets one, logging to
 /// `log`, with its temporary files in the directory `log` names with the extension `tmp`.
 fn watcher(azurite: &Azurite, token: &str, log: &Path, extra: &[&str]) -> Child {
@@ -76,10 +88,7 @@ fn wait_for_exit(mut child: Child) -> (std::process::ExitStatus, String) {
 
 #[test]
 fn two_watchers_process_each_new_video_once_and_mark_a_corrupt_one() {
-    let azurite = Azurite::start();
-    azurite.create_container("incoming");
-    azurite.create_container("results");
-    let token = sas("racwdl", "2099-01-01T00:00:00Z");
+    let (azurite, token) = emulator();
     let dir = tempfile::tempdir().unwrap();
     let logs = [dir.path().join("first.log"), dir.path().join("second.log")];
     let watchers: Vec<Child> = logs
@@ -87,7 +96,7 @@ fn two_watchers_process_each_new_video_once_and_mark_a_corrupt_one() {
         .map(|log| watcher(&azurite, &token, log, &[]))
         .collect();
 
-    let video = std::fs::read(media("rabbit320_h264_aac.mp4")).unwrap();
+    let video = sample_video();
     azurite.put("incoming", "a.mp4", &video);
     azurite.put("incoming", "notes.txt", b"not a video");
     azurite.put("incoming", "sub/b.mp4", &video);
@@ -186,15 +195,8 @@ fn two_watchers_process_each_new_video_once_and_mark_a_corrupt_one() {
 
 #[test]
 fn a_watcher_runs_each_job_on_all_ranks_of_an_mpirun_world() {
-    let azurite = Azurite::start();
-    azurite.create_container("incoming");
-    azurite.create_container("results");
-    let token = sas("racwdl", "2099-01-01T00:00:00Z");
-    azurite.put(
-        "incoming",
-        "a.mp4",
-        &std::fs::read(media("rabbit320_h264_aac.mp4")).unwrap(),
-    );
+    let (azurite, token) = emulator();
+    azurite.put("incoming", "a.mp4", &sample_video());
     let output = common::mpirun_command(
         2,
         &[
@@ -220,11 +222,8 @@ fn a_watcher_runs_each_job_on_all_ranks_of_an_mpirun_world() {
 
 #[test]
 fn ctrl_c_lets_the_current_video_finish_and_starts_no_other() {
-    let azurite = Azurite::start();
-    azurite.create_container("incoming");
-    azurite.create_container("results");
-    let token = sas("racwdl", "2099-01-01T00:00:00Z");
-    let video = std::fs::read(media("rabbit320_h264_aac.mp4")).unwrap();
+    let (azurite, token) = emulator();
+    let video = sample_video();
     azurite.put("incoming", "first.mp4", &video);
     azurite.put("incoming", "second.mp4", &video);
     let dir = tempfile::tempdir().unwrap();
@@ -276,11 +275,8 @@ fn ctrl_c_lets_the_current_video_finish_and_starts_no_other() {
 
 #[test]
 fn a_second_ctrl_c_stops_at_once_and_leaves_nothing_behind() {
-    let azurite = Azurite::start();
-    azurite.create_container("incoming");
-    azurite.create_container("results");
-    let token = sas("racwdl", "2099-01-01T00:00:00Z");
-    let video = std::fs::read(media("rabbit320_h264_aac.mp4")).unwrap();
+    let (azurite, token) = emulator();
+    let video = sample_video();
     azurite.put("incoming", "long.mp4", &video);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("watcher.log");

@@ -228,14 +228,23 @@ pub fn names_in(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
+/// Sends the signal `name` (such as `TERM`) to the process `pid`; whether it was delivered.
+pub fn signal(pid: u32, name: &str) -> bool {
+    kill(&[&format!("-{name}"), &pid.to_string()])
+}
+
 /// SIGINT to the child's whole process group, as Ctrl-C in a terminal sends it (the child must
 /// have been started with `process_group(0)`).
 pub fn interrupt_group(child: &std::process::Child) {
-    let status = std::process::Command::new("kill")
-        .args(["-INT", "--", &format!("-{}", child.id())])
+    assert!(kill(&["-INT", "--", &format!("-{}", child.id())]));
+}
+
+fn kill(args: &[&str]) -> bool {
+    std::process::Command::new("kill")
+        .args(args)
         .status()
-        .unwrap();
-    assert!(status.success());
+        .unwrap()
+        .success()
 }
 
 /// Command lines of the running processes that mention `text`.
