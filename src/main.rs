@@ -7,6 +7,7 @@ use std::time::Duration;
 use stylemill::cluster::ClusterError;
 use stylemill::cluster::{Cluster, Watchdog};
 use stylemill::engine::{Device, Precision};
+use stylemill::job::plan::Schedule;
 use stylemill::job::{self, JobError, RunOptions, WatchOptions};
 use stylemill::model::styles::SHIPPED;
 use stylemill::storage::{Location, StorageError, TransferSettings};
@@ -105,6 +106,10 @@ struct EncodeArgs {
     /// Frames per encoded chunk (each chunk starts with a keyframe).
     #[arg(long, default_value_t = 32)]
     chunk_frames: usize,
+    /// How chunks go to ranks: static (an even split, decided up front) or dynamic (handed out
+    /// as ranks finish; for mixed GPUs and stragglers). Both give the same bytes.
+    #[arg(long, value_enum, default_value_t = Schedule::Static)]
+    schedule: Schedule,
     /// Frames a GPU stylizes at once.
     #[arg(long, default_value_t = 4)]
     batch: usize,
@@ -269,6 +274,7 @@ fn job_options(
         crf: encode.crf,
         pix_fmt: encode.pix_fmt,
         chunk_frames: encode.chunk_frames,
+        schedule: encode.schedule,
         threads: style.threads,
         device: style.device,
         precision: style.precision,

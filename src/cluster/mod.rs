@@ -1,49 +1,90 @@
-//! MPI: the world of ranks, their roles (rank 0 coordinates and also computes), broadcasting the
-//! plan, and moving frames between ranks. All data moves over MPI; no shared filesystem is
-//! assumed. Started without an MPI launcher, the process is a world of one rank and MPI is not
-//! initialised at all, so a laptop run does not depend on the MPI runtime's daemons.
+//! MPI: the world of ranks, broadcasting the plan, sharing the input file with nodes that
+//! cannot read it ([`share`]), and the tagged messages ranks exchange, each wait with a deadline.
+//! Raw frames never travel: ranks decode and encode their own frames, and only small control
+//! messages and encoded segments go to rank 0. Started without an MPI launcher, the process is a
+//! world of one rank and MPI is not initialised at all, so a laptop run does not depend on the
+//! MPI runtime's daemons.
 //!
-//! Frames are sent from several threads of rank 0 at once (a feeder and a collector per
-//! remote rank), so MPI is initialised with `MPI_THREAD_MULTIPLE`; each thread takes its own
-//! handle on the world communicator.
+//! Rank 0 receives from several threads at once (one per remote rank), so MPI is initialised
+//! with `MPI_THREAD_MULTIPLE`; each thread takes its own handle on the world communicator.
 
-use crate::frame::{Frame, FrameSize};
 use mpi::environment::Universe;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::request::StaticScope;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::Root;
 use mpi::Threading;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod share;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
+    #[error("cannot make this node's copy of the input ({detail}); give every rank a path it can read (a shared filesystem), or free space in TMPDIR")]
+    NodeCopy { detail: String },
     #[error("MPI could not be initialised; check the MPI installation (OpenMPI: `apt-get install openmpi-bin`) and the launcher's environment")]
     Init,
     #[error("the MPI library only supports {0:?} threading, stylemill needs MPI_THREAD_MULTIPLE; use an MPI built with thread support (OpenMPI 4 and later are)")]
     Threading(Threading),
     #[error("rank {rank} failed: {cause}")]
-    RankFailed { rank: usize, cause: String },
+    RankFailed {
+        rank: usize,
+        cause: String,
+        /// Retrying the same input cannot help (it is corrupt, say).
+        poison: bool,
+    },
     #[error("rank {rank} made no progress for {seconds} s (it hangs, or its node is lost); the job is stopped: rerun it with the same --work-dir to resume, or raise --rank-timeout")]
     RankTimeout { rank: usize, seconds: u64 },
-    #[error("rank {rank} sent {got} bytes for a frame of {size} ({expected} bytes); all ranks must run the same stylemill version")]
-    BadFrame {
-        rank: usize,
-        got: usize,
-        expected: usize,
-        size: FrameSize,
-    },
+    #[error("rank {rank} sent a malformed {what}; all ranks must run the same stylemill version")]
+    Malformed { rank: usize, what: &'static str },
 }
 
-/// Message tags.
-const TAG_FRAME: i32 = 1;
-const TAG_FAILURE: i32 = 2;
-const TAG_HELLO: i32 = 3;
-const TAG_ANNOUNCE: i32 = 5;
-/// A stylized frame: its compute time (f64, little-endian), then its pixels.
-const TAG_RESULT: i32 = 4;
+/// The kinds of message ranks exchange (MPI tags). What each carries is the job's business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    /// A rank says who it is.
+    Hello = 3,
+    /// A rank failed: a byte saying whether the input is at fault, then the reason.
+    Failure = 2,
+    /// Rank 0 tells the others what comes next (watch mode).
+    Announce = 5,
+    /// A rank asks rank 0 for chunks (dynamic schedule), and rank 0 assigns them.
+    Request = 6,
+    Assign = 7,
+    /// A rank stylized a frame.
+    FrameDone = 8,
+    /// A rank's encoded chunk.
+    Segment = 9,
+    /// A rank finished its work, with its figures.
+    Finished = 10,
+}
+
+impl Tag {
+    const ALL: [Tag; 8] = [
+        Tag::Hello,
+        Tag::Failure,
+        Tag::Announce,
+        Tag::Request,
+        Tag::Assign,
+        Tag::FrameDone,
+        Tag::Segment,
+        Tag::Finished,
+    ];
+}
+
+/// Bytes this process sent and received through MPI, for the report.
+static BYTES_SENT: AtomicU64 = AtomicU64::new(0);
+static BYTES_RECEIVED: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes this process has sent and received through MPI so far.
+pub fn traffic() -> (u64, u64) {
+    (
+        BYTES_SENT.load(Ordering::Relaxed),
+        BYTES_RECEIVED.load(Ordering::Relaxed),
+    )
+}
 
 /// The MPI world this process belongs to.
 pub struct Cluster {
@@ -133,6 +174,12 @@ impl Cluster {
         root.broadcast_into(&mut length);
         let mut buffer = payload.unwrap_or_else(|| vec![0; length as usize]);
         root.broadcast_into(&mut buffer[..]);
+        let counter = if self.is_root() {
+            &BYTES_SENT
+        } else {
+            &BYTES_RECEIVED
+        };
+        counter.fetch_add(8 + length, Ordering::Relaxed);
         buffer
     }
 
@@ -141,13 +188,13 @@ impl Cluster {
     /// instead of spinning while a watcher is idle.
     pub fn announce(&self, message: &[u8]) {
         for rank in 1..self.size() {
-            let _ = send(rank, message.to_vec(), TAG_ANNOUNCE, FOREVER);
+            let _ = send(rank, message.to_vec(), Tag::Announce as i32, FOREVER);
         }
     }
 
     /// Waits, without deadline, for rank 0's next announcement.
     pub fn await_announcement(&self) -> Result<Vec<u8>, ClusterError> {
-        expect(ROOT, receive(ROOT, FOREVER)?, TAG_ANNOUNCE)
+        expect_message(ROOT, Tag::Announce, FOREVER)
     }
 
     /// Ends every rank of the job now (after the caller has reported the error and cleaned up).
@@ -269,6 +316,7 @@ fn timed_out(rank: usize, timeout: Duration) -> ClusterError {
 fn send(rank: usize, bytes: Vec<u8>, tag: i32, timeout: Duration) -> Result<(), ClusterError> {
     let world = world();
     let process = world.process_at_rank(rank as i32);
+    BYTES_SENT.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     let buffer: &'static mut [u8] = Box::leak(bytes.into_boxed_slice());
     let owned = buffer as *mut [u8];
     let mut pending = Some(process.immediate_send_with_tag(StaticScope, &*buffer, tag));
@@ -292,121 +340,72 @@ fn send(rank: usize, bytes: Vec<u8>, tag: i32, timeout: Duration) -> Result<(), 
     }
 }
 
-/// Receives the next message from `rank`: its tag and bytes, and how long copying it took.
-fn receive_timed(
-    rank: usize,
-    timeout: Duration,
-) -> Result<((i32, Vec<u8>), Duration), ClusterError> {
+/// Receives the next message from `rank`: its tag and bytes.
+fn receive(rank: usize, timeout: Duration) -> Result<(i32, Vec<u8>), ClusterError> {
     let world = world();
     let process = world.process_at_rank(rank as i32);
     let matched =
         patiently(timeout, || process.immediate_matched_probe()).ok_or(timed_out(rank, timeout))?;
-    let start = Instant::now();
     let (data, status) = matched.matched_receive_vec::<u8>();
-    Ok(((status.tag(), data), start.elapsed()))
+    BYTES_RECEIVED.fetch_add(data.len() as u64, Ordering::Relaxed);
+    Ok((status.tag(), data))
 }
 
-fn receive(rank: usize, timeout: Duration) -> Result<(i32, Vec<u8>), ClusterError> {
-    receive_timed(rank, timeout).map(|(message, _)| message)
+/// Tells `rank` that this rank failed, and why; `poison` says that retrying the same input
+/// cannot help.
+pub fn send_failure(rank: usize, cause: &str, poison: bool) {
+    let mut message = vec![u8::from(poison)];
+    message.extend_from_slice(cause.as_bytes());
+    let _ = send(rank, message, Tag::Failure as i32, FOREVER);
 }
 
-/// A stylized frame as a rank sends it back.
-pub struct StylizedFrame {
-    pub frame: Frame,
-    /// Seconds the rank took to compute it.
-    pub compute_seconds: f64,
-    /// Time rank 0 spent copying the message.
-    pub copy_time: Duration,
+/// Sends a message of kind `tag` to `rank`, giving up after `timeout`.
+pub fn send_message(
+    rank: usize,
+    tag: Tag,
+    bytes: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), ClusterError> {
+    send(rank, bytes, tag as i32, timeout)
 }
 
-/// Sends a frame's pixels to `rank`.
-pub fn send_frame(rank: usize, frame: Frame, timeout: Duration) -> Result<(), ClusterError> {
-    send(rank, frame.data, TAG_FRAME, timeout)
-}
-
-/// Sends a stylized frame and the seconds it took to compute.
-pub fn send_result(rank: usize, frame: &Frame, seconds: f64) -> Result<(), ClusterError> {
-    let mut message = Vec::with_capacity(8 + frame.data.len());
-    message.extend_from_slice(&seconds.to_le_bytes());
-    message.extend_from_slice(&frame.data);
-    send(rank, message, TAG_RESULT, FOREVER)
-}
-
-/// Tells `rank` that this rank failed, and why.
-pub fn send_failure(rank: usize, cause: &str) {
-    let _ = send(rank, cause.as_bytes().to_vec(), TAG_FAILURE, FOREVER);
-}
-
-/// Tells `rank` who this rank is (its host and engine), as text.
-pub fn send_hello(rank: usize, about: &str) {
-    let _ = send(rank, about.as_bytes().to_vec(), TAG_HELLO, FOREVER);
-}
-
-/// What a rank sent: a message of the expected kind, or its failure.
-fn expect(rank: usize, (tag, data): (i32, Vec<u8>), wanted: i32) -> Result<Vec<u8>, ClusterError> {
-    match tag {
-        TAG_FAILURE => Err(ClusterError::RankFailed {
+/// Receives the next message from `rank`: its kind and bytes, or the failure it reported.
+pub fn receive_message(rank: usize, timeout: Duration) -> Result<(Tag, Vec<u8>), ClusterError> {
+    let (tag, data) = receive(rank, timeout)?;
+    if tag == Tag::Failure as i32 {
+        return Err(ClusterError::RankFailed {
             rank,
-            cause: String::from_utf8_lossy(&data).into_owned(),
-        }),
-        tag if tag == wanted => Ok(data),
-        tag => Err(ClusterError::RankFailed {
+            cause: String::from_utf8_lossy(data.get(1..).unwrap_or_default()).into_owned(),
+            poison: data.first() == Some(&1),
+        });
+    }
+    let kind = Tag::ALL
+        .into_iter()
+        .find(|t| *t as i32 == tag)
+        .ok_or_else(|| ClusterError::RankFailed {
             rank,
             cause: format!(
                 "unexpected message (tag {tag}); all ranks must run the same stylemill version"
             ),
+            poison: false,
+        })?;
+    Ok((kind, data))
+}
+
+/// Receives the next message from `rank`, which must be of kind `wanted`.
+pub fn expect_message(
+    rank: usize,
+    wanted: Tag,
+    timeout: Duration,
+) -> Result<Vec<u8>, ClusterError> {
+    match receive_message(rank, timeout)? {
+        (tag, data) if tag == wanted => Ok(data),
+        (tag, _) => Err(ClusterError::RankFailed {
+            rank,
+            cause: format!(
+                "sent {tag:?} where {wanted:?} was expected; all ranks must run the same stylemill version"
+            ),
+            poison: false,
         }),
     }
-}
-
-fn frame_of(rank: usize, data: Vec<u8>, size: FrameSize) -> Result<Frame, ClusterError> {
-    if data.len() != size.rgb_bytes() {
-        return Err(ClusterError::BadFrame {
-            rank,
-            got: data.len(),
-            expected: size.rgb_bytes(),
-            size,
-        });
-    }
-    Ok(Frame::new(size, data))
-}
-
-/// Receives the next frame of `size` from `rank`, or the failure it reported.
-pub fn receive_frame(
-    rank: usize,
-    size: FrameSize,
-    timeout: Duration,
-) -> Result<Frame, ClusterError> {
-    let data = expect(rank, receive(rank, timeout)?, TAG_FRAME)?;
-    frame_of(rank, data, size)
-}
-
-/// Receives a stylized frame and its compute seconds from `rank`, or the failure it reported.
-pub fn receive_result(
-    rank: usize,
-    size: FrameSize,
-    timeout: Duration,
-) -> Result<StylizedFrame, ClusterError> {
-    let (message, copy_time) = receive_timed(rank, timeout)?;
-    let mut data = expect(rank, message, TAG_RESULT)?;
-    if data.len() < 8 {
-        return Err(ClusterError::BadFrame {
-            rank,
-            got: data.len(),
-            expected: size.rgb_bytes() + 8,
-            size,
-        });
-    }
-    let pixels = data.split_off(8);
-    Ok(StylizedFrame {
-        frame: frame_of(rank, pixels, size)?,
-        compute_seconds: f64::from_le_bytes(data.try_into().expect("8 bytes")),
-        copy_time,
-    })
-}
-
-/// Receives what `rank` says about itself.
-pub fn receive_hello(rank: usize, timeout: Duration) -> Result<String, ClusterError> {
-    let data = expect(rank, receive(rank, timeout)?, TAG_HELLO)?;
-    Ok(String::from_utf8_lossy(&data).into_owned())
 }

@@ -1,15 +1,19 @@
-//! The pipeline of a `run`: rank 0 prepares and broadcasts the plan, every rank stylizes its
-//! range of frames, rank 0 encodes them in order and publishes the output.
+//! The pipeline of a `run`: rank 0 prepares and broadcasts the plan; every rank decodes,
+//! stylizes and encodes its own chunks; rank 0 gathers the encoded chunks and publishes the
+//! joined output.
 
 mod image;
+mod link;
 mod logs;
 pub mod plan;
 mod progress;
 pub mod report;
 mod resume;
 mod run;
-mod sink;
+mod schedule;
+mod segment;
 mod watch;
+mod worker;
 
 pub use image::stylize_image;
 pub use logs::{publish as publish_log, stem_of};
@@ -20,6 +24,7 @@ use crate::cluster::ClusterError;
 use crate::engine::EngineError;
 use crate::media::MediaError;
 use crate::model::ModelError;
+use crate::storage::blob::BlobError;
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,18 +63,47 @@ pub enum JobError {
     /// calls, so the whole world must be aborted after reporting it.
     #[error(transparent)]
     DuringRun(Box<JobError>),
+    /// Rank 0's own worker failed in a job of several ranks.
+    #[error("rank {rank} failed: {source}")]
+    OnRank { rank: usize, source: Box<JobError> },
     /// This rank stops because of a failure rank 0 reports.
     #[error("stopped because another rank failed")]
     ReportedByRoot,
 }
 
-impl From<crate::storage::blob::BlobError> for JobError {
-    fn from(error: crate::storage::blob::BlobError) -> JobError {
+impl From<BlobError> for JobError {
+    fn from(error: BlobError) -> JobError {
         JobError::Storage(error.into())
     }
 }
 
 impl JobError {
+    /// Whether retrying the same input cannot help: it is not a usable video (not one, truncated
+    /// or corrupt, no video stream, no frames, frames too small or too large), or its output
+    /// exists already.
+    pub fn is_poison(&self) -> bool {
+        match self {
+            JobError::Media(error) => matches!(
+                error,
+                MediaError::NotAVideo { .. }
+                    | MediaError::NoVideoStream { .. }
+                    | MediaError::ZeroFrames { .. }
+                    | MediaError::Corrupt { .. }
+                    | MediaError::CorruptFrame { .. }
+                    | MediaError::Output { .. }
+            ),
+            JobError::Engine(error) => matches!(
+                error,
+                EngineError::FrameTooSmall { .. } | EngineError::FrameTooLarge { .. }
+            ),
+            JobError::Storage(StorageError::Blob(BlobError::AlreadyExists { .. })) => true,
+            JobError::Cluster(ClusterError::RankFailed { poison, .. }) => *poison,
+            JobError::DuringRun(inner) => inner.is_poison(),
+            JobError::OnRank { source, .. } => source.is_poison(),
+            _ => false,
+        }
+    }
+
     fn during_run(self) -> JobError {
         match self {
             JobError::DuringRun(_) => self,

@@ -1,15 +1,29 @@
-//! The plan of a job: what to read, at what size, how many frames, where to write, and which
-//! contiguous range of frames each rank stylizes. Made once by rank 0 and broadcast as data.
+//! The plan of a job: what to read, at what size, how many frames, where to write, the fixed
+//! grid of chunks the frames are encoded in, and how chunks go to ranks. Made once by rank 0
+//! and broadcast as data.
 
 use crate::frame::FrameSize;
 use crate::media::output::OutputSpec;
 use crate::media::probe::VideoInfo;
+use crate::storage::FileIdentity;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
+
+/// How chunks are handed to ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+pub enum Schedule {
+    /// Each rank takes a contiguous run of the chunks, split evenly, decided up front.
+    #[default]
+    Static,
+    /// Rank 0 hands out chunks as ranks ask for them (mixed GPUs, stragglers).
+    Dynamic,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub input: VideoInfo,
+    /// The input file as rank 0 reads it, so that other ranks recognise it on a shared path.
+    pub input_identity: FileIdentity,
     /// Frames of the output: the input's, or fewer with `--limit`.
     pub frames: usize,
     /// Size of the stylized frames (the input's, or smaller with `--scale`).
@@ -19,35 +33,11 @@ pub struct Plan {
     pub chunk_frames: usize,
     /// Chunks still to compute, in order (the others were checkpointed by an earlier run).
     pub todo_chunks: Vec<usize>,
-    /// Each rank's share: a contiguous run of positions in the sequence of frames still to
-    /// compute, split evenly.
-    pub shares: Vec<Range<usize>>,
+    pub schedule: Schedule,
+    pub ranks: usize,
 }
 
 impl Plan {
-    /// Makes the plan of a job whose chunks `todo_chunks` remain, for `ranks` ranks.
-    pub fn new(
-        input: VideoInfo,
-        frames: usize,
-        size: FrameSize,
-        output: OutputSpec,
-        chunk_frames: usize,
-        todo_chunks: Vec<usize>,
-        ranks: usize,
-    ) -> Plan {
-        let mut plan = Plan {
-            input,
-            frames,
-            size,
-            output,
-            chunk_frames,
-            todo_chunks,
-            shares: Vec::new(),
-        };
-        plan.shares = split(plan.frames_to_compute(), ranks);
-        plan
-    }
-
     pub fn chunks(&self) -> usize {
         self.frames.div_ceil(self.chunk_frames)
     }
@@ -58,39 +48,39 @@ impl Plan {
         start..(start + self.chunk_frames).min(self.frames)
     }
 
+    /// The chunk frame `frame` belongs to.
+    pub fn chunk_of(&self, frame: usize) -> usize {
+        frame / self.chunk_frames
+    }
+
     /// How many frames this run stylizes (the rest come from checkpoints).
     pub fn frames_to_compute(&self) -> usize {
         self.todo_chunks.iter().map(|&c| self.chunk(c).len()).sum()
     }
 
-    /// The frames of rank `rank`'s share, in order.
-    pub fn frames_of(&self, rank: usize) -> Vec<usize> {
-        let share = &self.shares[rank];
-        self.todo_chunks
-            .iter()
-            .flat_map(|&c| self.chunk(c))
-            .skip(share.start)
-            .take(share.len())
-            .collect()
+    /// Rank `rank`'s chunks under the static schedule: a contiguous run of the chunks still to
+    /// compute, the runs' lengths within one of each other.
+    pub fn static_share(&self, rank: usize) -> Vec<usize> {
+        self.todo_chunks[split(self.todo_chunks.len(), self.ranks)[rank].clone()].to_vec()
     }
 
-    /// The frames of rank `rank`'s share as contiguous intervals (for its decoder).
-    pub fn intervals_of(&self, rank: usize) -> Vec<Range<usize>> {
-        let mut intervals: Vec<Range<usize>> = Vec::new();
-        for frame in self.frames_of(rank) {
-            match intervals.last_mut() {
-                Some(last) if last.end == frame => last.end += 1,
-                _ => intervals.push(frame..frame + 1),
+    /// The frames of `chunks` (ascending) as runs of consecutive frames, one decode each.
+    pub fn frame_runs(&self, chunks: &[usize]) -> Vec<Range<usize>> {
+        let mut runs: Vec<Range<usize>> = Vec::new();
+        for frames in chunks.iter().map(|&c| self.chunk(c)) {
+            match runs.last_mut() {
+                Some(last) if last.end == frames.start => last.end = frames.end,
+                _ => runs.push(frames),
             }
         }
-        intervals
+        runs
     }
 }
 
-/// Splits `frames` into `ranks` contiguous ranges whose lengths differ by at most one: the
-/// first `frames % ranks` ranks take one more. No frame is dropped; a rank may get none.
-pub fn split(frames: usize, ranks: usize) -> Vec<Range<usize>> {
-    let (base, extra) = (frames / ranks, frames % ranks);
+/// Splits `items` into `ranks` contiguous ranges whose lengths differ by at most one: the
+/// first `items % ranks` ranks take one more. Nothing is dropped; a rank may get none.
+pub fn split(items: usize, ranks: usize) -> Vec<Range<usize>> {
+    let (base, extra) = (items / ranks, items % ranks);
     let mut start = 0;
     (0..ranks)
         .map(|rank| {
@@ -147,33 +137,48 @@ mod tests {
         };
         let input = VideoInfo {
             path: "in.mp4".into(),
+            name: "in.mp4".into(),
             video_stream: 0,
             codec: "h264".into(),
             size,
             frame_rate: crate::media::Rational { num: 30, den: 1 },
             frames,
             audio: Vec::new(),
+            timeline: None,
         };
-        let output = OutputSpec::parse(std::path::Path::new("out.mp4"), 18, None).unwrap();
-        Plan::new(input, frames, size, output, chunk_frames, todo, ranks)
+        Plan {
+            input,
+            input_identity: FileIdentity {
+                bytes: 1,
+                hash: "0".into(),
+            },
+            frames,
+            size,
+            output: OutputSpec::parse(std::path::Path::new("out.mp4"), 18, None).unwrap(),
+            chunk_frames,
+            todo_chunks: todo,
+            schedule: Schedule::Static,
+            ranks,
+        }
     }
 
     #[test]
-    fn a_fresh_plan_gives_each_rank_one_contiguous_range() {
-        let plan = plan(10, 4, vec![0, 1, 2], 3);
-        assert_eq!(plan.intervals_of(0), vec![0..4]);
-        assert_eq!(plan.intervals_of(1), vec![4..7]);
-        assert_eq!(plan.intervals_of(2), vec![7..10]);
+    fn a_fresh_plan_gives_each_rank_a_contiguous_run_of_chunks() {
+        let plan = plan(10, 2, vec![0, 1, 2, 3, 4], 3);
+        assert_eq!(plan.static_share(0), vec![0, 1]);
+        assert_eq!(plan.static_share(1), vec![2, 3]);
+        assert_eq!(plan.static_share(2), vec![4]);
+        assert_eq!(plan.frame_runs(&plan.static_share(0)), vec![0..4]);
+        assert_eq!(plan.frame_runs(&plan.static_share(2)), vec![8..10]);
     }
 
     #[test]
     fn a_resumed_plan_splits_only_the_missing_chunks() {
         let plan = plan(20, 4, vec![1, 3, 4], 2);
         assert_eq!(plan.frames_to_compute(), 12);
-        assert_eq!(plan.intervals_of(0), vec![4..8, 12..14]);
-        assert_eq!(plan.intervals_of(1), vec![14..20]);
-        let all: Vec<usize> = (0..2).flat_map(|r| plan.frames_of(r)).collect();
-        assert_eq!(all, [4, 5, 6, 7, 12, 13, 14, 15, 16, 17, 18, 19]);
+        assert_eq!(plan.static_share(0), vec![1, 3]);
+        assert_eq!(plan.frame_runs(&plan.static_share(0)), vec![4..8, 12..16]);
+        assert_eq!(plan.frame_runs(&plan.static_share(1)), vec![16..20]);
     }
 
     #[test]

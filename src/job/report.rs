@@ -1,7 +1,8 @@
 //! What every rank did: per-frame compute times (measured on the rank that computed the frame
-//! and sent along with it), rank 0's decode, transfer and encode time, and per-rank busy and
-//! idle time. Streamed as JSON lines while running (`--events`, for `tail -f`), written as one
-//! JSON report at the end (`--report`), and summarised in the log of every run.
+//! and sent along with it), each rank's frames decoded and encoded, bytes moved through MPI,
+//! decode, compute, encode and transfer time, and busy and idle time. Streamed as JSON lines
+//! while running (`--events`, for `tail -f`), written as one JSON report at the end
+//! (`--report`), and summarised in the log of every run.
 
 use super::plan::Plan;
 use super::JobError;
@@ -9,25 +10,21 @@ use serde::Serialize;
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Time rank 0's threads spend decoding and moving frames, added from any thread.
-#[derive(Default)]
-pub struct Timings {
-    decode_ns: AtomicU64,
-    transfer_ns: AtomicU64,
-}
-
-impl Timings {
-    pub fn add_decode(&self, time: Duration) {
-        self.decode_ns
-            .fetch_add(time.as_nanos() as u64, Ordering::Relaxed);
-    }
-    pub fn add_transfer(&self, time: Duration) {
-        self.transfer_ns
-            .fetch_add(time.as_nanos() as u64, Ordering::Relaxed);
-    }
+/// One rank's figures, measured by its worker and sent to rank 0 at the end.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct WorkerStats {
+    /// Every frame its decoders produced, those before its ranges (from the keyframe on)
+    /// included.
+    pub frames_decoded: usize,
+    pub frames_encoded: usize,
+    pub mpi_bytes_sent: u64,
+    pub mpi_bytes_received: u64,
+    pub decode_s: f64,
+    pub compute_s: f64,
+    pub encode_s: f64,
+    pub transfer_s: f64,
 }
 
 /// Who a rank is.
@@ -54,6 +51,8 @@ pub struct RankReport {
     pub busy_s: f64,
     pub idle_s: f64,
     pub frames_per_second: f64,
+    #[serde(flatten)]
+    pub stats: WorkerStats,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,7 +85,6 @@ pub struct Recorder {
     events: Option<std::io::BufWriter<std::fs::File>>,
     ranks: Vec<Option<RankInfo>>,
     frames: Vec<FrameTiming>,
-    encode: Duration,
 }
 
 fn write_error(path: &Path) -> impl Fn(std::io::Error) -> JobError + '_ {
@@ -107,9 +105,8 @@ impl Recorder {
         let mut recorder = Recorder {
             started: Instant::now(),
             events,
-            ranks: vec![None; plan.shares.len()],
+            ranks: vec![None; plan.ranks],
             frames: Vec::with_capacity(plan.frames_to_compute()),
-            encode: Duration::ZERO,
         };
         recorder.event(json!({
             "event": "start",
@@ -117,7 +114,7 @@ impl Recorder {
             "output": plan.output.path.display().to_string(),
             "frames": plan.frames,
             "computing": plan.frames_to_compute(),
-            "ranks": plan.shares.len(),
+            "ranks": plan.ranks,
         }));
         Ok(recorder)
     }
@@ -149,19 +146,19 @@ impl Recorder {
         });
     }
 
-    pub fn add_encode(&mut self, time: Duration) {
-        self.encode += time;
-    }
-
-    pub fn finish(mut self, plan: &Plan, timings: &Timings) -> Report {
+    /// The report, from the figures of every rank (in rank order) and the time rank 0 spent
+    /// assembling the output.
+    pub fn finish(mut self, plan: &Plan, stats: Vec<WorkerStats>, assemble: Duration) -> Report {
         let wall = self.started.elapsed().as_secs_f64();
         let ranks: Vec<RankReport> = self
             .ranks
             .iter()
+            .zip(stats)
             .enumerate()
-            .map(|(rank, info)| {
+            .map(|(rank, (info, stats))| {
                 let mine = self.frames.iter().filter(|f| f.rank == rank);
-                let (frames, busy) = mine.fold((0, 0.0), |(n, t), f| (n + 1, t + f.compute_s));
+                let frames = mine.count();
+                let busy = stats.decode_s + stats.compute_s + stats.encode_s + stats.transfer_s;
                 let info = info.clone().unwrap_or(RankInfo {
                     rank,
                     host: "unknown".into(),
@@ -175,6 +172,7 @@ impl Recorder {
                     busy_s: busy,
                     idle_s: (wall - busy).max(0.0),
                     frames_per_second: frames as f64 / wall.max(1e-9),
+                    stats,
                 }
             })
             .collect();
@@ -195,10 +193,11 @@ impl Recorder {
             },
             totals: Totals {
                 wall_s: wall,
-                decode_s: timings.decode_ns.load(Ordering::Relaxed) as f64 / 1e9,
-                transfer_s: timings.transfer_ns.load(Ordering::Relaxed) as f64 / 1e9,
-                compute_s: self.frames.iter().fold(0.0, |sum, f| sum + f.compute_s),
-                encode_s: self.encode.as_secs_f64(),
+                decode_s: ranks.iter().map(|r| r.stats.decode_s).sum(),
+                transfer_s: ranks.iter().map(|r| r.stats.transfer_s).sum(),
+                compute_s: ranks.iter().map(|r| r.stats.compute_s).sum(),
+                encode_s: ranks.iter().map(|r| r.stats.encode_s).sum::<f64>()
+                    + assemble.as_secs_f64(),
             },
             ranks,
             frame_timings: std::mem::take(&mut self.frames),
@@ -208,19 +207,32 @@ impl Recorder {
     }
 }
 
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.2} MiB", bytes as f64 / 1048576.0)
+}
+
 impl Report {
     /// Logs the summary every run ends with.
     pub fn log_summary(&self) {
         for rank in &self.ranks {
+            let s = &rank.stats;
             log::info!(
-                "rank {} ({}, {}): {} frames, busy {:.1} s, idle {:.1} s, {:.2} frames/s",
+                "rank {} ({}, {}): {} frames, busy {:.1} s, idle {:.1} s, {:.2} frames/s; decoded {}, encoded {}; decode {:.1} s, compute {:.1} s, encode {:.1} s, transfer {:.1} s; MPI sent {}, received {}",
                 rank.rank,
                 rank.host,
                 rank.device,
                 rank.frames,
                 rank.busy_s,
                 rank.idle_s,
-                rank.frames_per_second
+                rank.frames_per_second,
+                s.frames_decoded,
+                s.frames_encoded,
+                s.decode_s,
+                s.compute_s,
+                s.encode_s,
+                s.transfer_s,
+                mebibytes(s.mpi_bytes_sent),
+                mebibytes(s.mpi_bytes_received),
             );
         }
         let t = &self.totals;

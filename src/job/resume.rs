@@ -9,13 +9,11 @@ use crate::frame::FrameSize;
 use crate::media::encode::chunk_name;
 use crate::media::output::OutputKind;
 use crate::media::probe::VideoInfo;
+use crate::storage::FileIdentity;
 use serde::{Deserialize, Serialize};
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 const MANIFEST: &str = "checkpoint.json";
-/// Bytes hashed at each end of the input to recognise it without reading it all.
-const SAMPLE: u64 = 1 << 20;
 
 /// What a checkpoint belongs to; two runs may share chunks only if these are all equal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,42 +39,24 @@ fn io_error(dir: &Path) -> impl Fn(std::io::Error) -> JobError + '_ {
 impl Manifest {
     pub fn new(
         input: &VideoInfo,
+        identity: &FileIdentity,
         weights: &[u8],
         size: FrameSize,
         frames: usize,
         chunk_frames: usize,
         output: &OutputKind,
-    ) -> Result<Manifest, JobError> {
-        let path = &input.path;
-        let read_error = |e: std::io::Error| JobError::WorkDir {
-            dir: path.display().to_string(),
-            detail: format!("cannot read the input to fingerprint it: {e}"),
-        };
-        let mut file = std::fs::File::open(path).map_err(read_error)?;
-        let bytes = file.metadata().map_err(read_error)?.len();
-        let mut head = Vec::new();
-        file.by_ref()
-            .take(SAMPLE)
-            .read_to_end(&mut head)
-            .map_err(read_error)?;
-        let mut tail = Vec::new();
-        file.seek(SeekFrom::Start(bytes.saturating_sub(SAMPLE)))
-            .map_err(read_error)?;
-        file.read_to_end(&mut tail).map_err(read_error)?;
-        Ok(Manifest {
+    ) -> Manifest {
+        Manifest {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            input: path.display().to_string(),
-            input_bytes: bytes,
-            input_hash: format!(
-                "{:016x}",
-                crate::hash::fnv1a([head.as_slice(), tail.as_slice()])
-            ),
+            input: input.path.display().to_string(),
+            input_bytes: identity.bytes,
+            input_hash: identity.hash.clone(),
             style_hash: format!("{:016x}", crate::hash::fnv1a([weights])),
             size,
             frames,
             chunk_frames,
             output: output.clone(),
-        })
+        }
     }
 
     /// What differs from `other`, in words, or `None` if they describe the same job.

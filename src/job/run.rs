@@ -1,29 +1,32 @@
-//! Rank roles of a run. Rank 0 prepares the plan, decodes every rank's share (one decoder per
-//! rank, so each share streams from its first frame), stylizes its own share, collects the rest
-//! and encodes them chunk by chunk; the other ranks receive frames, stylize them and send them
-//! back with the time each took. Every wait on another rank has a deadline (`--rank-timeout`).
+//! Rank roles of a run. Rank 0 prepares the plan and broadcasts it with the weights; the input
+//! is made readable on every rank (a shared path, or one copy per node); then every rank, rank 0
+//! included, runs the same worker loop on its chunks ([`super::worker`]), while rank 0's
+//! coordinator hands out chunks (dynamic schedule), stores the encoded chunks it receives, keeps
+//! the progress and the report, and finally joins the chunks into the output. Every wait on
+//! another rank has a deadline (`--rank-timeout`).
 
-use super::plan::{scaled_size, Plan};
+use super::link::{self, Event, LocalLink, MpiLink};
+use super::plan::{scaled_size, Plan, Schedule};
 use super::progress::Progress;
-use super::report::{RankInfo, Recorder, Report, Timings};
+use super::report::{RankInfo, Recorder, Report, WorkerStats};
 use super::resume::{clear, prepare_work_dir, Manifest};
-use super::sink::ChunkSink;
+use super::schedule::DynamicSchedule;
+use super::worker::work;
 use super::JobError;
 use crate::cluster::{self, Cluster, Watchdog, ROOT};
 use crate::engine::{check_frame_size, create_engine, Device, Engine, Precision};
-use crate::frame::Frame;
-use crate::media::decode::Decoder;
 use crate::media::encode::{assemble, chunk_name};
 use crate::media::output::{OutputKind, OutputSpec};
 use crate::media::{probe, require_ffmpeg, MediaError};
 use crate::model::styles::style_bytes;
 use crate::model::TransformerNet;
 use crate::storage::{
-    fetch, output_directory, LocalInput, Location, OutputTarget, TransferSettings,
+    fetch, output_directory, FileIdentity, LocalInput, Location, OutputTarget, Staging,
+    TransferSettings,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +42,7 @@ pub struct RunOptions {
     pub crf: u8,
     pub pix_fmt: Option<String>,
     pub chunk_frames: usize,
+    pub schedule: Schedule,
     pub threads: Option<usize>,
     pub device: Device,
     pub precision: Precision,
@@ -69,7 +73,8 @@ struct Setup {
 }
 
 /// Runs the job on this rank; `Ok(Some)` on rank 0, `Ok(None)` on the others. `watchdog`, armed
-/// before MPI started, bounds the start-up; it is paused while rank 0 probes the input alone.
+/// before MPI started, bounds the start-up (until every rank can read the input); it is paused
+/// while rank 0 probes the input alone.
 pub fn run(
     options: &RunOptions,
     cluster: &Cluster,
@@ -85,9 +90,11 @@ pub fn run(
         cluster.broadcast(Some(serde_json::to_vec(&setup).expect("plan serializes")));
         let prepared = prepared?;
         cluster.broadcast(Some(prepared.weights.clone()));
+        let input = cluster
+            .share_file(&prepared.plan.input.path, true, Path::new(""))
+            .map_err(|e| JobError::from(e).during_run())?;
         drop(watchdog);
-        let engine = build_engine(options, &prepared.net, cluster).map_err(JobError::during_run)?;
-        coordinate(prepared, engine, options, cluster.size())
+        lead(prepared, &input, options, cluster)
             .map(Some)
             .map_err(JobError::during_run)
     } else {
@@ -95,12 +102,41 @@ pub fn run(
             serde_json::from_slice(&cluster.broadcast(None)).expect("rank 0 sends a valid plan");
         let plan = setup.plan.ok_or(JobError::ReportedByRoot)?;
         let weights = cluster.broadcast(None);
-        let net = TransformerNet::from_bytes(&weights, &options.style)?;
-        let engine = match build_engine(options, &net, cluster) {
-            Ok(engine) => engine,
-            Err(error) => return Err(report_to_root(&error)),
+        let readable = FileIdentity::of(&plan.input.path).is_ok_and(|id| id == plan.input_identity);
+        let staging = Staging::temporary();
+        let node_dir = staging.as_ref().map_or(Path::new(""), |s| s.path());
+        let input = cluster.share_file(&plan.input.path, readable, node_dir);
+        drop(watchdog);
+        follow(&plan, input, staging, &weights, options, cluster).map(|()| None)
+    }
+}
+
+/// A rank other than 0: say who it is, then work on its chunks, sending them to rank 0.
+fn follow(
+    plan: &Plan,
+    input: Result<PathBuf, cluster::ClusterError>,
+    staging: Result<Staging, crate::storage::StorageError>,
+    weights: &[u8],
+    options: &RunOptions,
+    cluster: &Cluster,
+) -> Result<(), JobError> {
+    let rank = cluster.rank();
+    let outcome = (|| {
+        let net = TransformerNet::from_bytes(weights, &options.style)?;
+        let mut engine = build_engine(options, &net, cluster)?;
+        let about = RankInfo {
+            rank,
+            host: cluster::host_name(),
+            device: engine.describe(),
         };
-        serve(&plan, cluster.rank(), engine, options.rank_timeout).map(|()| None)
+        let mut link = MpiLink::new(plan, &about, options.rank_timeout)?;
+        let (input, staging) = (input?, staging?);
+        work(plan, &input, engine.as_mut(), &mut link, staging.path())
+    })();
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(JobError::ReportedByRoot) => Err(JobError::ReportedByRoot),
+        Err(error) => Err(report_to_root(&error)),
     }
 }
 
@@ -194,6 +230,10 @@ fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
     let net = TransformerNet::from_bytes(&weights, &options.style)?;
     let input = fetch(&options.input)?;
     let info = probe::probe(input.path(), &options.input.shown())?;
+    let input_identity = FileIdentity::of(input.path()).map_err(|e| MediaError::NotAVideo {
+        path: options.input.shown(),
+        detail: e.to_string(),
+    })?;
     let size = scaled_size(info.size, options.scale);
     check_frame_size(size)?;
     output.fit_to_size(size.width, size.height)?;
@@ -205,29 +245,32 @@ fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
         Some(dir) => {
             let manifest = Manifest::new(
                 &info,
+                &input_identity,
                 &weights,
                 size,
                 frames,
                 options.chunk_frames,
                 &output.kind,
-            )?;
+            );
             let (dir, done) = prepare_work_dir(dir, &manifest, chunks, options.restart)?;
             (WorkArea::Kept(dir), done)
         }
         None => (WorkArea::Temporary, Vec::new()),
     };
-    let todo: Vec<usize> = (0..chunks).filter(|c| !done.contains(c)).collect();
-    let plan = Plan::new(
-        info,
+    let todo_chunks: Vec<usize> = (0..chunks).filter(|c| !done.contains(c)).collect();
+    let plan = Plan {
+        input: info,
+        input_identity,
         frames,
         size,
         output,
-        options.chunk_frames,
-        todo,
+        chunk_frames: options.chunk_frames,
+        todo_chunks,
+        schedule: options.schedule,
         ranks,
-    );
+    };
     log::info!(
-        "{}: {} frames at {} fps, {}{}; stylizing {} of {} frames at {} on {} rank(s){}",
+        "{}: {} frames at {} fps, {}{}; stylizing {} of {} frames at {} on {} rank(s), {:?} schedule{}",
         options.input.shown(),
         plan.input.frames,
         plan.input.frame_rate,
@@ -241,6 +284,7 @@ fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
         frames,
         size,
         ranks,
+        options.schedule,
         if done.is_empty() {
             String::new()
         } else {
@@ -257,38 +301,29 @@ fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
     })
 }
 
-/// What reaches rank 0's sink: a rank's description, a stylized frame, or the failure that ends
-/// the run.
-enum Event {
-    Joined(RankInfo),
-    Stylized {
-        index: usize,
-        frame: Frame,
-        rank: usize,
-        seconds: f64,
-    },
-    Failed(JobError),
-}
-
-fn coordinate(
+/// Rank 0: its own worker on a thread, a relay per remote rank, and the coordinator on this
+/// thread; then the output is assembled and published.
+fn lead(
     prepared: Prepared,
-    engine: Box<dyn Engine>,
+    input: &Path,
     options: &RunOptions,
-    ranks: usize,
+    cluster: &Cluster,
 ) -> Result<RunSummary, JobError> {
     let work_dir = prepared.work_dir();
     let Prepared {
+        net,
         plan,
         target,
-        work,
-        input,
+        work: work_area,
+        input: _download,
         ..
     } = prepared;
+    let ranks = cluster.size();
+    let engine = build_engine(options, &net, cluster)?;
     let plan = Arc::new(plan);
-    let timings = Arc::new(Timings::default());
     let timeout = options.rank_timeout;
-    let (events, received) = sync_channel::<Event>(2 * ranks + 2);
-    let mut workers = Vec::new();
+    let (events, received) = sync_channel::<Event>(4 * ranks + 16);
+    let (assign, assignments) = sync_channel::<Option<usize>>(1);
     events
         .send(Event::Joined(RankInfo {
             rank: ROOT,
@@ -296,66 +331,54 @@ fn coordinate(
             device: engine.describe(),
         }))
         .expect("the receiver is alive");
+    let mut threads = Vec::new();
     {
-        let (plan, events, timings) = (plan.clone(), events.clone(), timings.clone());
-        workers.push(std::thread::spawn(move || {
-            stylize_local(&plan, engine, &events, &timings)
+        let (plan, events, input, work_dir) = (
+            plan.clone(),
+            events.clone(),
+            input.to_path_buf(),
+            work_dir.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            let mut engine = engine;
+            let mut link = LocalLink::new(&plan, events.clone(), assignments);
+            if let Err(error) = work(&plan, &input, engine.as_mut(), &mut link, &work_dir) {
+                let error = match error {
+                    JobError::ReportedByRoot => return,
+                    error if ranks > 1 => JobError::OnRank {
+                        rank: ROOT,
+                        source: Box::new(error),
+                    },
+                    error => error,
+                };
+                let _ = events.send(Event::Failed(error));
+            }
         }));
     }
     for rank in 1..ranks {
-        if !plan.shares[rank].is_empty() {
-            let (plan, events, timings) = (plan.clone(), events.clone(), timings.clone());
-            workers.push(std::thread::spawn(move || {
-                if let Err(error) = feed(&plan, rank, &timings, timeout) {
-                    let _ = events.send(Event::Failed(error));
-                }
-            }));
-        }
-        let (plan, events, timings) = (plan.clone(), events.clone(), timings.clone());
-        workers.push(std::thread::spawn(move || {
-            collect(&plan, rank, &events, &timings, timeout)
+        let events = events.clone();
+        threads.push(std::thread::spawn(move || {
+            link::relay(rank, events, timeout)
         }));
     }
     drop(events);
 
-    let mut recorder = Recorder::new(&plan, options.events.as_deref())?;
-    let mut sink = ChunkSink::new(&plan, work_dir.clone());
-    let mut progress = Progress::new(plan.frames_to_compute());
-    let mut remaining = plan.frames_to_compute() + ranks;
-    while remaining > 0 {
-        match received.recv() {
-            Ok(Event::Joined(info)) => recorder.rank_joined(info),
-            Ok(Event::Stylized {
-                index,
-                frame,
-                rank,
-                seconds,
-            }) => {
-                let start = Instant::now();
-                sink.accept(index, frame)?;
-                recorder.add_encode(start.elapsed());
-                recorder.frame_done(index, rank, seconds);
-                progress.frame_done();
-            }
-            Ok(Event::Failed(error)) => return Err(error),
-            Err(_) => unreachable!("a sender is alive until its messages are sent or it failed"),
-        }
-        remaining -= 1;
+    let recorder = Recorder::new(&plan, options.events.as_deref())?;
+    let (recorder, mut stats) =
+        coordinate(&plan, &received, &assign, recorder, &work_dir, timeout)?;
+    for thread in threads {
+        thread.join().expect("worker threads do not panic");
     }
-    progress.finish();
-    debug_assert!(sink.is_complete());
-    drop(sink);
-    for worker in workers {
-        worker.join().expect("worker threads do not panic");
-    }
-    let start = Instant::now();
+    let (sent, received_bytes) = cluster::traffic();
+    stats[ROOT].mpi_bytes_sent = sent;
+    stats[ROOT].mpi_bytes_received = received_bytes;
+    let started = Instant::now();
     publish(&plan, &work_dir, target)?;
-    drop(input);
-    recorder.add_encode(start.elapsed());
-    if let WorkArea::Kept(dir) = &work {
+    let assemble_time = started.elapsed();
+    if let WorkArea::Kept(dir) = &work_area {
         clear(dir)?;
     }
-    let report = recorder.finish(&plan, &timings);
+    let report = recorder.finish(&plan, stats, assemble_time);
     report.log_summary();
     if let Some(path) = &options.report {
         report.write(path)?;
@@ -367,169 +390,66 @@ fn coordinate(
     })
 }
 
-/// Rank 0's own share: decode, stylize in the engine's batches, hand to the sink.
-fn stylize_local(
+/// Rank 0's coordinator: answers requests for chunks, stores the chunks other ranks encoded,
+/// records every frame, until every rank has finished. Returns every rank's figures.
+fn coordinate(
     plan: &Plan,
-    mut engine: Box<dyn Engine>,
-    events: &SyncSender<Event>,
-    timings: &Timings,
-) {
-    let frames = plan.frames_of(ROOT);
-    let result = (|| -> Result<(), JobError> {
-        if frames.is_empty() {
-            return Ok(());
-        }
-        let mut decoder = Decoder::open(&plan.input, &plan.intervals_of(ROOT), plan.size)?;
-        for indices in frames.chunks(engine.batch_size()) {
-            let mut batch = Vec::with_capacity(indices.len());
-            for _ in indices {
-                let start = Instant::now();
-                batch.push(
-                    decoder
-                        .next_frame()?
-                        .expect("the decoder yields the whole share or fails"),
-                );
-                timings.add_decode(start.elapsed());
-            }
-            let start = Instant::now();
-            let stylized = engine.stylize_batch(&batch)?;
-            let seconds = start.elapsed().as_secs_f64() / batch.len() as f64;
-            for (&index, frame) in indices.iter().zip(stylized) {
-                if events
-                    .send(Event::Stylized {
-                        index,
-                        frame,
-                        rank: ROOT,
-                        seconds,
-                    })
-                    .is_err()
-                {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
-    })();
-    if let Err(error) = result {
-        let _ = events.send(Event::Failed(error));
-    }
-}
-
-/// Decodes rank `rank`'s share and sends it the frames.
-fn feed(plan: &Plan, rank: usize, timings: &Timings, timeout: Duration) -> Result<(), JobError> {
-    let mut decoder = Decoder::open(&plan.input, &plan.intervals_of(rank), plan.size)?;
-    loop {
-        let start = Instant::now();
-        let Some(frame) = decoder.next_frame()? else {
-            return Ok(());
-        };
-        timings.add_decode(start.elapsed());
-        let start = Instant::now();
-        cluster::send_frame(rank, frame, timeout)?;
-        timings.add_transfer(start.elapsed());
-    }
-}
-
-/// Receives what rank `rank` says about itself, then its stylized frames, for the sink.
-fn collect(
-    plan: &Plan,
-    rank: usize,
-    events: &SyncSender<Event>,
-    timings: &Timings,
+    events: &Receiver<Event>,
+    assign: &SyncSender<Option<usize>>,
+    mut recorder: Recorder,
+    work_dir: &Path,
     timeout: Duration,
-) {
-    let hello = cluster::receive_hello(rank, timeout).map(|text| {
-        serde_json::from_str(&text).unwrap_or(RankInfo {
-            rank,
-            host: "unknown".into(),
-            device: text,
-        })
-    });
-    let joined = match hello {
-        Ok(info) => Event::Joined(info),
-        Err(error) => Event::Failed(error.into()),
-    };
-    let failed = matches!(joined, Event::Failed(_));
-    if events.send(joined).is_err() || failed {
-        return;
-    }
-    for index in plan.frames_of(rank) {
-        let event = match cluster::receive_result(rank, plan.size, timeout) {
-            Ok(result) => {
-                // Only the copy counts as transfer: the wait before it is the rank computing.
-                timings.add_transfer(result.copy_time);
-                Event::Stylized {
-                    index,
-                    frame: result.frame,
-                    rank,
-                    seconds: result.compute_seconds,
+) -> Result<(Recorder, Vec<WorkerStats>), JobError> {
+    let mut schedule = DynamicSchedule::new(plan.todo_chunks.clone(), plan.ranks);
+    let mut progress = Progress::new(plan.frames_to_compute());
+    let mut stats: Vec<Option<WorkerStats>> = vec![None; plan.ranks];
+    let mut chunks_done = 0;
+    while stats.iter().any(Option::is_none) {
+        let event = events
+            .recv()
+            .expect("a sender is alive until its rank finished or failed");
+        match event {
+            Event::Joined(info) => recorder.rank_joined(info),
+            Event::Request { rank } => {
+                let chunk = schedule.next_for(rank);
+                if rank == ROOT {
+                    let _ = assign.send(chunk);
+                } else {
+                    link::assign(rank, chunk, timeout)?;
                 }
             }
-            Err(error) => Event::Failed(error.into()),
-        };
-        let failed = matches!(event, Event::Failed(_));
-        if events.send(event).is_err() || failed {
-            return;
+            Event::FrameDone {
+                rank,
+                frame,
+                compute_s,
+            } => {
+                recorder.frame_done(frame, rank, compute_s);
+                progress.frame_done();
+            }
+            Event::ChunkDone { chunk, segment } => {
+                if let Some(segment) = segment {
+                    segment.store(work_dir, chunk, &plan.output.kind)?;
+                }
+                chunks_done += 1;
+            }
+            Event::Finished { rank, stats: mine } => stats[rank] = Some(mine),
+            Event::Failed(error) => return Err(error),
         }
     }
+    progress.finish();
+    debug_assert_eq!(chunks_done, plan.todo_chunks.len());
+    Ok((
+        recorder,
+        stats.into_iter().map(Option::unwrap_or_default).collect(),
+    ))
 }
 
 /// How long a failed rank waits for rank 0 to end the job before exiting by itself.
 const AWAIT_ABORT: Duration = Duration::from_secs(60);
 
-/// A remote rank: say who it is, receive frames (the next batch arrives while this one is
-/// stylized), stylize, send back with the compute time.
-fn serve(
-    plan: &Plan,
-    rank: usize,
-    mut engine: Box<dyn Engine>,
-    timeout: Duration,
-) -> Result<(), JobError> {
-    let about = RankInfo {
-        rank,
-        host: cluster::host_name(),
-        device: engine.describe(),
-    };
-    cluster::send_hello(ROOT, &serde_json::to_string(&about).expect("serializes"));
-    let count = plan.shares[rank].len();
-    if count == 0 {
-        return Ok(());
-    }
-    let size = plan.size;
-    let batch_size = engine.batch_size();
-    let (frames, incoming) = sync_channel::<Result<Frame, cluster::ClusterError>>(batch_size);
-    std::thread::spawn(move || {
-        for _ in 0..count {
-            let frame = cluster::receive_frame(ROOT, size, timeout);
-            let failed = frame.is_err();
-            if frames.send(frame).is_err() || failed {
-                return;
-            }
-        }
-    });
-    let mut remaining = count;
-    while remaining > 0 {
-        let batch: Vec<Frame> = incoming
-            .iter()
-            .take(batch_size.min(remaining))
-            .collect::<Result<_, _>>()?;
-        remaining -= batch.len();
-        let start = Instant::now();
-        let stylized = match engine.stylize_batch(&batch) {
-            Ok(stylized) => stylized,
-            Err(error) => return Err(report_to_root(&error.into())),
-        };
-        let seconds = start.elapsed().as_secs_f64() / batch.len() as f64;
-        for frame in &stylized {
-            cluster::send_result(ROOT, frame, seconds)?;
-        }
-    }
-    Ok(())
-}
-
 /// Tells rank 0 why this rank fails, then waits for rank 0 to end the job.
 fn report_to_root(error: &JobError) -> JobError {
-    cluster::send_failure(ROOT, &error.to_string());
+    cluster::send_failure(ROOT, &error.to_string(), error.is_poison());
     // Rank 0 reports the failure and aborts the job; exit anyway if it does not.
     std::thread::sleep(AWAIT_ABORT);
     JobError::ReportedByRoot

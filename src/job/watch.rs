@@ -8,8 +8,6 @@
 
 use super::{logs, run, JobError, RunOptions};
 use crate::cluster::Cluster;
-use crate::engine::EngineError;
-use crate::media::MediaError;
 use crate::storage::blob::container::Listed;
 use crate::storage::blob::{block_on, spawn, Blob, BlobAddress, BlobError};
 use crate::storage::{Location, StorageError, OUTPUT_METADATA};
@@ -276,6 +274,7 @@ impl<'a> Watcher<'a> {
             seconds: None,
             error: None,
         };
+        let mut abort_after_marker = None;
         let report = match result {
             Ok(Some(done)) => {
                 marker.output = Some(output.to_string());
@@ -285,10 +284,15 @@ impl<'a> Watcher<'a> {
                 Some(done.report)
             }
             Ok(None) => None,
-            Err(error) if is_poison(&error) => {
+            Err(error) if error.is_poison() => {
                 log::error!("{input} cannot be processed: {error}");
                 marker.error = Some(crate::redact::redact(&error.to_string()));
                 summary.failed += 1;
+                // Found by a rank mid-run: the other ranks may be blocked, so once the marker
+                // is written the job ends (and a restarted watcher skips this video).
+                if matches!(error, JobError::DuringRun(_)) && cluster.size() > 1 {
+                    abort_after_marker = Some(error);
+                }
                 None
             }
             Err(error @ JobError::DuringRun(_)) if cluster.size() > 1 => return Err(error),
@@ -320,7 +324,7 @@ impl<'a> Watcher<'a> {
             self.bookkeeping(kind, &video.name)
                 .put(body, false, metadata),
         )?;
-        Ok(())
+        abort_after_marker.map_or(Ok(()), Err)
     }
 }
 
@@ -345,27 +349,6 @@ pub fn output_name(input: &str, suffix: &str) -> String {
         name
     } else {
         format!("{folder}/{name}")
-    }
-}
-
-/// Failures that retrying the same video cannot fix: it is not a usable video, or its output
-/// exists already.
-fn is_poison(error: &JobError) -> bool {
-    match error {
-        JobError::Media(error) => matches!(
-            error,
-            MediaError::NotAVideo { .. }
-                | MediaError::NoVideoStream { .. }
-                | MediaError::ZeroFrames { .. }
-                | MediaError::Corrupt { .. }
-                | MediaError::Output { .. }
-        ),
-        JobError::Engine(error) => matches!(
-            error,
-            EngineError::FrameTooSmall { .. } | EngineError::FrameTooLarge { .. }
-        ),
-        JobError::Storage(StorageError::Blob(BlobError::AlreadyExists { .. })) => true,
-        _ => false,
     }
 }
 

@@ -1,109 +1,306 @@
-//! Decoding chosen frames of the input's video stream as RGB8 (a rank's share: one contiguous
-//! range, or several when a resumed job skips checkpointed chunks), streamed one frame at a time
-//! (never the whole video in memory), optionally resized for `--scale`.
+//! Decoding one range of frames of the input's video stream as RGB8, streamed one frame at a
+//! time (never the whole video in memory), optionally resized for `--scale`.
+//!
+//! The decoder seeks to the keyframe the timeline names for the range's first frame and
+//! identifies each frame it produces by its timestamp (ffmpeg's `showinfo` reports it), so a
+//! rank decodes its own range plus at most the frames between that keyframe and the range,
+//! whatever the GOP structure, edit list or start time. Every frame of the range is checked to
+//! be the one expected; a frame missing or a decoder error names the frame. Inputs without a
+//! timeline are decoded from the start and frames are counted instead.
 
 use super::probe::VideoInfo;
+use super::timeline::Timeline;
 use super::{error_lines, file_url, summarize, MediaError};
 use crate::frame::{Frame, FrameSize};
 use ffmpeg_sidecar::command::FfmpegCommand;
-use ffmpeg_sidecar::event::FfmpegEvent;
+use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
 use ffmpeg_sidecar::iter::FfmpegIterator;
+use std::collections::VecDeque;
 use std::ops::Range;
+use std::path::Path;
 
-/// An ffmpeg process producing the frames of some intervals of the input, in order.
-pub struct Decoder {
-    child: super::Ffmpeg,
-    events: FfmpegIterator,
+/// An ffmpeg process producing the frames of one range of the input, in order.
+pub struct Decoder<'a> {
+    info: &'a VideoInfo,
+    /// The input as this rank reads it (a shared path, or its node's copy).
+    path: &'a Path,
     size: FrameSize,
-    remaining: usize,
-    errors: Vec<String>,
-    path: String,
+    /// The next frame of the range to hand out, and the end of the range.
+    next: usize,
+    end: usize,
+    process: Process,
+    /// The timeline's seek point the running process started at; `None`: the first frame.
+    start_point: Option<usize>,
+    /// Tries left to start earlier when a decode from a keyframe misses frames.
+    restarts_left: usize,
+    /// Frames produced by processes replaced by a restart.
+    produced: usize,
 }
 
-impl Decoder {
-    /// Starts decoding the frames of `intervals` (ascending), resized to `size` if it differs.
+/// A running decoder and what it has said but not yet been matched.
+struct Process {
+    child: super::Ffmpeg,
+    events: FfmpegIterator,
+    timestamps: VecDeque<Option<i64>>,
+    frames: VecDeque<Vec<u8>>,
+    errors: Vec<String>,
+    /// Frames this process produced.
+    produced: usize,
+}
+
+impl<'a> Decoder<'a> {
+    /// Starts decoding frames `range` of `info`'s video stream from `path`, resized to `size`
+    /// if it differs.
     pub fn open(
-        info: &VideoInfo,
-        intervals: &[Range<usize>],
+        info: &'a VideoInfo,
+        path: &'a Path,
+        range: Range<usize>,
         size: FrameSize,
-    ) -> Result<Decoder, MediaError> {
-        // Frames before each interval are decoded and dropped: frame-exact whatever the codec's
-        // keyframe layout or the container's timestamps.
-        let selection = intervals
-            .iter()
-            .map(|r| format!("between(n\\,{}\\,{})", r.start, r.end - 1))
-            .collect::<Vec<_>>()
-            .join("+");
-        let mut filters = vec![format!("select={selection}")];
+    ) -> Result<Decoder<'a>, MediaError> {
+        let start_point = info
+            .timeline
+            .as_ref()
+            .and_then(|t| t.seek_point_for(range.start));
+        let process = Process::start(info, path, size, seek_text(info, start_point).as_deref())?;
+        Ok(Decoder {
+            info,
+            path,
+            size,
+            next: range.start,
+            end: range.end,
+            process,
+            start_point,
+            restarts_left: 2,
+            produced: 0,
+        })
+    }
+
+    /// The index of the next frame this decoder hands out.
+    pub fn next_index(&self) -> usize {
+        self.next
+    }
+
+    /// Lets the decoder go on up to frame `end` (the rank's next chunk follows this one).
+    pub fn extend_to(&mut self, end: usize) {
+        self.end = self.end.max(end);
+    }
+
+    /// Every frame the decoder produced so far, those dropped before the range included.
+    pub fn frames_decoded(&self) -> usize {
+        self.produced + self.process.produced
+    }
+
+    /// The next frame of the range, or `None` after its last one.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, MediaError> {
+        while self.next < self.end {
+            let Some((timestamp, data)) = self.process.next(self.info.timeline.is_some())? else {
+                if self.can_restart() {
+                    self.restart()?;
+                    continue;
+                }
+                return Err(self.failure());
+            };
+            if data.len() != self.size.rgb_bytes() {
+                return Err(MediaError::Ffmpeg {
+                    doing: "decoding".into(),
+                    detail: format!("got {} bytes for a frame of {}", data.len(), self.size),
+                });
+            }
+            match self.identify(timestamp) {
+                Position::Before => {}
+                Position::Expected => {
+                    self.next += 1;
+                    return Ok(Some(Frame::new(self.size, data)));
+                }
+                Position::After if self.can_restart() => self.restart()?,
+                Position::After => return Err(self.missing()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// A decode that started at a keyframe and skipped a frame or ended early may be the
+    /// seek's or the decoder's fault rather than the file's: a container without an index may
+    /// land after the keyframe, and at the end of an open-GOP stream ffmpeg's H.264 decoder
+    /// withholds frames decoded after a seek that it cannot prove recovered. So it tries again
+    /// one keyframe earlier, then from the first frame.
+    fn can_restart(&self) -> bool {
+        self.start_point.is_some() && self.restarts_left > 0
+    }
+
+    fn restart(&mut self) -> Result<(), MediaError> {
+        self.restarts_left -= 1;
+        let earlier = match self.restarts_left {
+            0 => None,
+            _ => self.start_point.and_then(|i| i.checked_sub(1)),
+        };
+        log::debug!(
+            "{}: frame {} did not come from the keyframe before it; decoding again from the one before that",
+            self.info.name,
+            self.next
+        );
+        self.produced += self.process.produced;
+        self.process = Process::start(
+            self.info,
+            self.path,
+            self.size,
+            seek_text(self.info, earlier).as_deref(),
+        )?;
+        self.start_point = earlier;
+        Ok(())
+    }
+
+    /// Where a produced frame stands relative to the next expected one.
+    fn identify(&self, timestamp: Option<i64>) -> Position {
+        let (got, wanted) = match (&self.info.timeline, timestamp) {
+            (Some(Timeline { pts, .. }), Some(got)) => (got, pts[self.next]),
+            (Some(_), None) => return Position::After,
+            // Without a timeline frames are counted from the start.
+            (None, _) => (self.process.produced as i64 - 1, self.next as i64),
+        };
+        match got.cmp(&wanted) {
+            std::cmp::Ordering::Less => Position::Before,
+            std::cmp::Ordering::Equal => Position::Expected,
+            std::cmp::Ordering::Greater => Position::After,
+        }
+    }
+
+    fn missing(&self) -> MediaError {
+        MediaError::CorruptFrame {
+            path: self.info.name.clone(),
+            frame: self.next,
+            detail: "the decoder skipped it".into(),
+        }
+    }
+
+    /// The decoder ended before the range did.
+    fn failure(&mut self) -> MediaError {
+        let _ = self.process.child.wait();
+        MediaError::CorruptFrame {
+            path: self.info.name.clone(),
+            frame: self.next,
+            detail: if self.process.errors.is_empty() {
+                format!("the video ended {} frames early", self.end - self.next)
+            } else {
+                summarize(&self.process.errors)
+            },
+        }
+    }
+}
+
+/// The `-ss` argument for seek point `point` of the input's timeline; `None`: no seek.
+fn seek_text(info: &VideoInfo, point: Option<usize>) -> Option<String> {
+    info.timeline.as_ref()?.seek_argument(point?)
+}
+
+enum Position {
+    Before,
+    Expected,
+    After,
+}
+
+impl Process {
+    fn start(
+        info: &VideoInfo,
+        path: &Path,
+        size: FrameSize,
+        seek: Option<&str>,
+    ) -> Result<Process, MediaError> {
+        // showinfo reports each frame's timestamp; its checksums are not needed.
+        let mut filters = vec!["showinfo=checksum=0".to_string()];
         if size != info.size {
             filters.push(format!(
                 "scale={}:{}:flags=lanczos",
                 size.width, size.height
             ));
         }
-        let count = intervals.iter().map(|r| r.len()).sum();
-        let mut child = super::spawn_ffmpeg(
-            FfmpegCommand::new()
-                .hide_banner()
-                .args(["-xerror", "-nostdin"])
-                .input(file_url(&info.path))
-                .map(format!("0:{}", info.video_stream))
-                .filter(filters.join(","))
-                .fps_mode("passthrough")
-                .rawvideo(),
-        )?;
+        let mut command = FfmpegCommand::new();
+        command.hide_banner().args(["-xerror", "-nostdin"]);
+        if let Some(seconds) = seek {
+            // An absolute timestamp, and no trimming: frames are identified here.
+            command.args(["-seek_timestamp", "1", "-ss", seconds, "-noaccurate_seek"]);
+        }
+        command
+            .args(["-copyts"])
+            .input(file_url(path))
+            .map(format!("0:{}", info.video_stream))
+            .filter(filters.join(","))
+            .fps_mode("passthrough")
+            .rawvideo();
+        log::debug!("decode: {:?}", command.get_args().collect::<Vec<_>>());
+        let mut child = super::spawn_ffmpeg(&mut command)?;
         let events = child.iter().map_err(|e| MediaError::Ffmpeg {
             doing: "starting the decoder".into(),
             detail: e.to_string(),
         })?;
-        Ok(Decoder {
+        Ok(Process {
             child,
             events,
-            size,
-            remaining: count,
+            timestamps: VecDeque::new(),
+            frames: VecDeque::new(),
             errors: Vec::new(),
-            path: info.path.display().to_string(),
+            produced: 0,
         })
     }
 
-    /// The next frame, or `None` after the last one of the range.
-    pub fn next_frame(&mut self) -> Result<Option<Frame>, MediaError> {
-        if self.remaining == 0 {
-            return Ok(None);
-        }
-        for event in self.events.by_ref() {
-            match event {
-                FfmpegEvent::OutputFrame(frame) => {
-                    if frame.data.len() != self.size.rgb_bytes() {
-                        return Err(MediaError::Ffmpeg {
-                            doing: "decoding".into(),
-                            detail: format!("got a frame of {}x{}", frame.width, frame.height),
-                        });
+    /// The next frame ffmpeg produced, with its timestamp when `timed`; `None` when it ended.
+    fn next(&mut self, timed: bool) -> Result<Option<(Option<i64>, Vec<u8>)>, MediaError> {
+        loop {
+            if !self.frames.is_empty() && (!timed || !self.timestamps.is_empty()) {
+                self.produced += 1;
+                let data = self.frames.pop_front().expect("checked");
+                return Ok(Some((self.timestamps.pop_front().flatten(), data)));
+            }
+            match self.events.next() {
+                Some(FfmpegEvent::OutputFrame(frame)) => self.frames.push_back(frame.data),
+                Some(FfmpegEvent::Log(LogLevel::Info, line)) => {
+                    if let Some(pts) = showinfo_timestamp(&line) {
+                        self.timestamps.push_back(pts);
                     }
-                    self.remaining -= 1;
-                    return Ok(Some(Frame::new(self.size, frame.data)));
                 }
-                other => self.errors.extend(error_lines(std::iter::once(other))),
+                Some(other) => self.errors.extend(error_lines(std::iter::once(other))),
+                None => return Ok(None),
             }
         }
-        let _ = self.child.wait();
-        Err(MediaError::Corrupt {
-            path: self.path.clone(),
-            detail: if self.errors.is_empty() {
-                format!("the video ended {} frames early", self.remaining)
-            } else {
-                summarize(&self.errors)
-            },
-        })
     }
 }
 
-impl Drop for Decoder {
+/// For a showinfo line about a frame, such as
+/// `[Parsed_showinfo_0 @ 0x5] [info] n:   0 pts:  -1024 pts_time:-0.08 ...`, its timestamp
+/// (`None` inside when the frame has none, `NOPTS`); `None` for any other line.
+fn showinfo_timestamp(line: &str) -> Option<Option<i64>> {
+    if !line.contains("showinfo") || !line.contains(" n:") {
+        return None;
+    }
+    let (_, after) = line.split_once(" pts:")?;
+    Some(after.split_whitespace().next().and_then(|t| t.parse().ok()))
+}
+
+impl Drop for Process {
     fn drop(&mut self) {
-        // Frames after the last interval are not needed: stop ffmpeg rather than let it decode
-        // to the end of the file.
+        // Frames after the range are not needed: stop ffmpeg rather than let it decode to the
+        // end of the file.
         let _ = self.child.kill();
         self.events.by_ref().for_each(drop);
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::showinfo_timestamp;
+
+    #[test]
+    fn showinfo_lines_give_their_timestamp() {
+        let line =
+            "[Parsed_showinfo_0 @ 0x55d1] [info] n:   3 pts:  -1024 pts_time:-0.08 duration:512";
+        assert_eq!(showinfo_timestamp(line), Some(Some(-1024)));
+        let untimed = "[Parsed_showinfo_0 @ 0x55d1] [info] n:   4 pts:NOPTS pts_time:NOPTS";
+        assert_eq!(showinfo_timestamp(untimed), Some(None));
+        assert_eq!(
+            showinfo_timestamp("[Parsed_showinfo_0 @ 0x1] [info] config in time_base: 1/25"),
+            None
+        );
+        assert_eq!(showinfo_timestamp("[info] n: 1 pts: 5"), None);
     }
 }

@@ -1,4 +1,4 @@
-//! ffmpeg: probing inputs, decoding frame ranges, encoding chunks of stylized frames and
+//! ffmpeg: probing inputs (by demuxing), decoding frame ranges from the nearest keyframe, encoding chunks of stylized frames and
 //! assembling the output with the input's audio. The system ffmpeg is driven through
 //! ffmpeg-sidecar; nothing is downloaded.
 
@@ -6,6 +6,7 @@ pub mod decode;
 pub mod encode;
 pub mod output;
 pub mod probe;
+pub mod timeline;
 
 use crate::shutdown::ChildGroup;
 use ffmpeg_sidecar::child::FfmpegChild;
@@ -28,6 +29,12 @@ pub enum MediaError {
     ZeroFrames { path: String },
     #[error("{path} is truncated or corrupt: the decoder failed ({detail}); re-download the file or re-encode it with ffmpeg")]
     Corrupt { path: String, detail: String },
+    #[error("{path} is truncated or corrupt: decoding failed at frame {frame} ({detail}); re-download the file or re-encode it with ffmpeg")]
+    CorruptFrame {
+        path: String,
+        frame: usize,
+        detail: String,
+    },
     #[error("output {path}: {problem}")]
     Output { path: String, problem: String },
     #[error(

@@ -1,11 +1,12 @@
 //! Probing an input: its first video stream (even when audio comes first), exact frame rate,
-//! size, audio streams, and the number of frames, counted by decoding the whole stream once so
-//! that a truncated or corrupt file is refused before any work is spent on it.
+//! size, audio streams, and its frames, counted by demuxing (reading packets, never decoding) so
+//! that probing costs a small fraction of a decode. The packets also give the frames' timestamps
+//! and the keyframes a rank may start decoding at ([`super::timeline`]). Whether the frames
+//! decode is checked by the ranks as they decode their ranges.
 
-use super::{error_lines, summarize, MediaError, Rational};
+use super::timeline::{Packet, Timeline};
+use super::{summarize, MediaError, Rational};
 use crate::frame::FrameSize;
-use ffmpeg_sidecar::command::FfmpegCommand;
-use ffmpeg_sidecar::event::FfmpegEvent;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -19,7 +20,10 @@ pub struct AudioStream {
 /// What a job needs to know about its input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VideoInfo {
+    /// The file rank 0 reads (a blob input's download).
     pub path: PathBuf,
+    /// The input as shown to the user (the blob URL of a downloaded input).
+    pub name: String,
     /// Absolute index of the first video stream.
     pub video_stream: usize,
     pub codec: String,
@@ -27,12 +31,21 @@ pub struct VideoInfo {
     pub frame_rate: Rational,
     pub frames: usize,
     pub audio: Vec<AudioStream>,
+    /// Timestamps and seek points; `None` when the packets carry no usable timestamps (raw
+    /// elementary streams), and ranks then decode from the first frame.
+    pub timeline: Option<Timeline>,
 }
 
 #[derive(Deserialize)]
 struct ProbeOutput {
     #[serde(default)]
     streams: Vec<ProbeStream>,
+    format: Option<ProbeFormat>,
+}
+
+#[derive(Deserialize)]
+struct ProbeFormat {
+    format_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -42,6 +55,7 @@ struct ProbeStream {
     codec_name: Option<String>,
     width: Option<usize>,
     height: Option<usize>,
+    time_base: Option<String>,
     r_frame_rate: Option<String>,
     avg_frame_rate: Option<String>,
     #[serde(default)]
@@ -68,16 +82,10 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
             detail: "it is a directory".into(),
         });
     }
-    let output = crate::shutdown::detach_from_terminal(&mut std::process::Command::new(
-        ffmpeg_sidecar::ffprobe::ffprobe_path(),
-    ))
-    .args(["-v", "error", "-print_format", "json", "-show_streams"])
-    .arg(path)
-    .output()
-    .map_err(|source| MediaError::Spawn {
-        program: "ffprobe",
-        source,
-    })?;
+    let output = ffprobe(
+        path,
+        &["-print_format", "json", "-show_streams", "-show_format"],
+    )?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     let not_a_video = |detail: &str| MediaError::NotAVideo {
         path: shown.clone(),
@@ -116,15 +124,59 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
             codec: s.codec_name.clone().unwrap_or_default(),
         })
         .collect();
-    let frames = count_frames(path, video.index, &shown)?;
+    let packets = video_packets(path, video.index, &shown)?;
+    let frames = packets.iter().filter(|p| !p.discard).count();
+    if frames == 0 {
+        return Err(MediaError::ZeroFrames { path: shown });
+    }
+    let time_base = video.time_base.as_deref().and_then(Rational::parse);
+    let format = probed
+        .format
+        .and_then(|f| f.format_name)
+        .unwrap_or_default();
+    let indexed = INDEXED_FORMATS
+        .iter()
+        .any(|f| format.split(',').any(|n| n == *f));
+    let timeline =
+        time_base.and_then(
+            |time_base| match Timeline::new(&packets, time_base, indexed) {
+                Ok(timeline) => Some(timeline),
+                Err(why) => {
+                    log::warn!("{shown}: {why}, so every rank decodes from the first frame");
+                    None
+                }
+            },
+        );
     Ok(VideoInfo {
         path: path.to_path_buf(),
+        name: shown,
         video_stream: video.index,
         codec: video.codec_name.clone().unwrap_or_default(),
         size,
         frame_rate,
         frames,
         audio,
+        timeline,
+    })
+}
+
+/// Containers whose index makes ffmpeg land exactly on the keyframe asked for (the others,
+/// MPEG-TS say, are searched by timestamp and land near it).
+const INDEXED_FORMATS: [&str; 2] = ["mov", "matroska"];
+
+/// Runs ffprobe quietly (errors only) on `path` with `args`.
+fn ffprobe(path: &Path, args: &[&str]) -> Result<std::process::Output, MediaError> {
+    crate::shutdown::detach_from_terminal(&mut std::process::Command::new(
+        ffmpeg_sidecar::ffprobe::ffprobe_path(),
+    ))
+    .args(["-v", "error"])
+    .args(args)
+    .arg(path)
+    .stdin(std::process::Stdio::null())
+    .output()
+    .map_err(|source| MediaError::Spawn {
+        program: "ffprobe",
+        source,
     })
 }
 
@@ -139,47 +191,34 @@ fn choose_frame_rate(nominal: Option<Rational>, average: Option<Rational>) -> Op
     }
 }
 
-/// Decodes the whole stream (discarding the pixels) and counts frames; any decoder error is
-/// reported as corruption.
-fn count_frames(path: &Path, stream: usize, shown: &str) -> Result<usize, MediaError> {
-    let mut child = super::spawn_ffmpeg(
-        FfmpegCommand::new()
-            .hide_banner()
-            .args(["-xerror", "-nostdin"])
-            .input(super::file_url(path))
-            .map(format!("0:{stream}"))
-            .fps_mode("passthrough")
-            .format("null")
-            .output("-"),
+/// Reads (demuxes, without decoding) every packet of stream `stream`, in decode order. A
+/// container whose packets cannot all be read is truncated or corrupt.
+fn video_packets(path: &Path, stream: usize, shown: &str) -> Result<Vec<Packet>, MediaError> {
+    let output = ffprobe(
+        path,
+        &[
+            "-select_streams",
+            &stream.to_string(),
+            "-show_entries",
+            "packet=pts,dts,flags",
+            "-of",
+            "csv=p=0",
+        ],
     )?;
-    let mut frames = 0usize;
-    let mut errors = Vec::new();
-    let events = child.iter().map_err(|e| MediaError::Ffmpeg {
-        doing: "counting frames".into(),
-        detail: e.to_string(),
-    })?;
-    for event in events {
-        match event {
-            FfmpegEvent::Progress(progress) => frames = progress.frame as usize,
-            other => errors.extend(error_lines(std::iter::once(other))),
-        }
-    }
-    let status = child.wait().map_err(|source| MediaError::Spawn {
-        program: "ffmpeg",
-        source,
-    })?;
-    if frames == 0 {
-        return Err(MediaError::ZeroFrames {
-            path: shown.to_string(),
-        });
-    }
-    if !status.success() || !errors.is_empty() {
+    let errors: Vec<String> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    if !output.status.success() || !errors.is_empty() {
         return Err(MediaError::Corrupt {
             path: shown.to_string(),
             detail: summarize(&errors).replace(&path.display().to_string(), shown),
         });
     }
-    Ok(frames)
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(Packet::parse_csv)
+        .collect())
 }
 
 #[cfg(test)]

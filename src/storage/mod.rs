@@ -8,7 +8,7 @@ pub mod blob;
 mod local;
 
 pub use local::{
-    check_not_input, output_directory, remove_all_staging, sorted_file_names, Staging,
+    check_not_input, output_directory, remove_all_staging, sorted_file_names, FileIdentity, Staging,
 };
 
 use blob::credentials::Credential;

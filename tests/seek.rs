@@ -1,0 +1,209 @@
+//! A rank decodes only its own range: it seeks to a keyframe and keeps exactly the frames of its
+//! range. Checked against a decode from frame 0 on the GOP structures and containers that make
+//! seeking hard (open GOPs with B-frames, edit lists, non-zero start times, MPEG-TS, VP8), for
+//! every start frame, with the frames decoded bounded by the range plus one GOP. Probing counts
+//! frames by demuxing alone.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use stylemill::frame::FrameSize;
+use stylemill::media::decode::Decoder;
+use stylemill::media::probe::{probe, VideoInfo};
+
+const SIZE: FrameSize = FrameSize {
+    width: 160,
+    height: 120,
+};
+/// Keyframe interval of the made clips.
+const GOP: usize = 12;
+
+/// Clips whose keyframes are every `GOP` frames, in the layouts that make seeking hard.
+fn clips(dir: &Path) -> Vec<PathBuf> {
+    let source = "testsrc2=size=160x120:rate=25";
+    let gop = GOP.to_string();
+    let open = dir.join("open-gop.mp4");
+    let x264 = |output: &Path, params: &str| {
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            source,
+            "-t",
+            "4",
+            "-c:v",
+            "libx264",
+            "-g",
+            &gop,
+            "-bf",
+            "3",
+            "-x264-params",
+            params,
+            "-pix_fmt",
+            "yuv420p",
+            output.to_str().unwrap(),
+        ])
+    };
+    x264(&open, "open-gop=1");
+    let closed = dir.join("closed-gop-pyramid.mp4");
+    x264(&closed, "b-pyramid=normal");
+    // Cut between keyframes by stream copy: MP4 keeps the GOP's head as discarded frames
+    // before an edit list's start.
+    let edit_list = dir.join("edit-list.mp4");
+    ffmpeg(&[
+        "-ss",
+        "0.52",
+        "-i",
+        open.to_str().unwrap(),
+        "-c",
+        "copy",
+        edit_list.to_str().unwrap(),
+    ]);
+    let offset = dir.join("start-3.3s.mkv");
+    ffmpeg(&[
+        "-i",
+        open.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-output_ts_offset",
+        "3.3",
+        offset.to_str().unwrap(),
+    ]);
+    let transport = dir.join("broadcast.ts");
+    ffmpeg(&[
+        "-i",
+        open.to_str().unwrap(),
+        "-c",
+        "copy",
+        transport.to_str().unwrap(),
+    ]);
+    let vp8 = dir.join("alt-ref.webm");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        source,
+        "-t",
+        "4",
+        "-c:v",
+        "libvpx",
+        "-g",
+        &gop,
+        "-auto-alt-ref",
+        "1",
+        "-lag-in-frames",
+        "16",
+        "-b:v",
+        "300k",
+        vp8.to_str().unwrap(),
+    ]);
+    vec![open, closed, edit_list, offset, transport, vp8]
+}
+
+fn decode_range(info: &VideoInfo, range: std::ops::Range<usize>) -> (Vec<Vec<u8>>, usize) {
+    let mut decoder = Decoder::open(info, &info.path, range.clone(), SIZE).unwrap();
+    let frames = range
+        .map(|_| decoder.next_frame().unwrap().expect("a frame").data)
+        .collect();
+    assert_eq!(decoder.next_frame().unwrap(), None, "the range ends");
+    (frames, decoder.frames_decoded())
+}
+
+#[test]
+fn every_range_decodes_exactly_the_frames_of_a_decode_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for clip in clips(dir.path()) {
+        let name = clip.file_name().unwrap().to_string_lossy().into_owned();
+        let reference: Vec<Vec<u8>> = decode(&clip, SIZE, false)
+            .into_iter()
+            .map(|f| f.data)
+            .collect();
+        let info = probe(&clip, &name).unwrap();
+        assert_eq!(
+            info.frames,
+            reference.len(),
+            "{name}: frames counted by demuxing"
+        );
+        assert!(info.timeline.is_some(), "{name} has timestamps to seek by");
+        for start in 0..info.frames {
+            let end = (start + 5).min(info.frames);
+            let (frames, decoded) = decode_range(&info, start..end);
+            assert!(
+                frames == reference[start..end],
+                "{name}: frames {start}..{end} differ from a decode from frame 0"
+            );
+            // A container without an index (MPEG-TS) is entered one keyframe earlier. At the
+            // end of an open-GOP stream ffmpeg withholds the frames after a seek into the last
+            // GOP, and the decoder starts again one keyframe earlier.
+            let gops = if name.ends_with(".ts") { 2 } else { 1 };
+            let allowed = if end == info.frames {
+                2 * (end - start) + (2 * gops + 1) * GOP
+            } else {
+                end - start + gops * GOP
+            };
+            assert!(
+                decoded <= allowed,
+                "{name}: {decoded} frames decoded for frames {start}..{end}, more than {allowed}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_decoder_goes_on_into_the_next_range_without_seeking() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = &clips(dir.path())[0];
+    let info = probe(clip, "open-gop.mp4").unwrap();
+    let reference = decode(clip, SIZE, false);
+    let mut decoder = Decoder::open(&info, &info.path, 30..40, SIZE).unwrap();
+    for index in 30..40 {
+        assert_eq!(decoder.next_frame().unwrap().unwrap(), reference[index]);
+    }
+    assert_eq!(decoder.next_frame().unwrap(), None);
+    decoder.extend_to(50);
+    for index in 40..50 {
+        assert_eq!(decoder.next_frame().unwrap().unwrap(), reference[index]);
+    }
+    assert!(decoder.frames_decoded() <= 20 + GOP);
+}
+
+#[test]
+fn probing_counts_frames_without_decoding_them() {
+    // Packets intact, a keyframe's picture data garbage: a decode fails, a demux does not
+    // notice (the slice headers and packet sizes are untouched).
+    let dir = tempfile::tempdir().unwrap();
+    let clip = &clips(dir.path())[1];
+    let listing = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["packet=pos,size,flags", "-of", "csv=p=0"])
+        .arg(clip)
+        .output()
+        .unwrap();
+    let keyframe: Vec<usize> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter(|line| line.contains('K'))
+        .nth(4)
+        .expect("a fifth keyframe")
+        .split(',')
+        .take(2)
+        .map(|field| field.parse().unwrap())
+        .collect();
+    let (size, position) = (keyframe[0], keyframe[1]);
+    let mut bytes = std::fs::read(clip).unwrap();
+    bytes[position + 64..position + size - 16].fill(0x55);
+    let damaged = dir.path().join("damaged.mp4");
+    std::fs::write(&damaged, bytes).unwrap();
+    let info = probe(&damaged, "damaged.mp4").unwrap();
+    assert_eq!(info.frames, 100);
+    let mut decoder = Decoder::open(&info, &info.path, 0..info.frames, SIZE).unwrap();
+    let failure = (0..info.frames)
+        .map(|_| decoder.next_frame())
+        .find_map(Result::err)
+        .expect("decoding the damaged frames fails");
+    let message = failure.to_string();
+    assert!(
+        message.contains("damaged.mp4 is truncated or corrupt: decoding failed at frame "),
+        "{message}"
+    );
+}
