@@ -386,10 +386,10 @@ fn ctrl_c_while_encoding_leaves_no_output_and_no_ffmpeg_running() {
 }
 
 #[test]
-fn sigterm_to_stylemill_alone_also_stops_the_input_check_it_started() {
-    // As a scheduler or mpirun signals the rank process only. The input check decodes the whole
-    // video with nothing reading its output: only stylemill itself can stop it. The clip repeats
-    // one second of black 4K (cheap to make by stream copy, seconds to decode).
+fn sigterm_to_stylemill_alone_also_stops_the_decoder_it_started() {
+    // As a scheduler or mpirun signals the rank process only: the decoder, in a process group
+    // of its own, is stopped by stylemill itself. The clip repeats one second of black 4K
+    // (cheap to make by stream copy, slow to decode and stylize).
     let s = Scratch::new();
     let second = s.path("second.mp4");
     ffmpeg(&[
@@ -419,7 +419,7 @@ fn sigterm_to_stylemill_alone_also_stops_the_input_check_it_started() {
         "copy",
         input.to_str().unwrap(),
     ]);
-    assert_stopped_cleanly(s.dir.path(), &input, "-f null", |child| {
+    assert_stopped_cleanly(s.dir.path(), &input, "showinfo", |child| {
         assert!(signal(child.id(), "TERM"))
     });
 }

@@ -275,8 +275,11 @@ fn the_report_accounts_for_every_frame_once_and_matches_the_plan() {
             .unwrap()
             .iter()
             .filter(|f| f["rank"] == rank);
-        let busy: f64 = mine.map(|f| f["compute_s"].as_f64().unwrap()).sum();
-        assert!((entry["busy_s"].as_f64().unwrap() - busy).abs() < 1e-6);
+        let computing: f64 = mine.map(|f| f["compute_s"].as_f64().unwrap()).sum();
+        let figure = |name: &str| entry[name].as_f64().unwrap();
+        assert!((figure("compute_s") - computing).abs() < 1e-6);
+        let working = ["decode_s", "compute_s", "encode_s", "transfer_s"].map(figure);
+        assert!((figure("busy_s") - working.iter().sum::<f64>()).abs() < 1e-6);
         assert!(
             entry["busy_s"].as_f64().unwrap() > 0.0
                 && entry["device"].as_str().unwrap().starts_with("cpu")

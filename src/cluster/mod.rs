@@ -8,6 +8,7 @@
 //! Rank 0 receives from several threads at once (one per remote rank), so MPI is initialised
 //! with `MPI_THREAD_MULTIPLE`; each thread takes its own handle on the world communicator.
 
+use mpi::collective::CommunicatorCollectives;
 use mpi::environment::Universe;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::request::StaticScope;
@@ -195,6 +196,22 @@ impl Cluster {
     /// Waits, without deadline, for rank 0's next announcement.
     pub fn await_announcement(&self) -> Result<Vec<u8>, ClusterError> {
         expect_message(ROOT, Tag::Announce, FOREVER)
+    }
+
+    /// Waits until every rank has called this (sleeping between polls, not spinning): the
+    /// end of a job, after which a node's copy of the input may go.
+    pub fn wait_for_all(&self) {
+        if self.universe.is_none() {
+            return;
+        }
+        let mut pending = Some(world().immediate_barrier());
+        patiently(FOREVER, || match pending.take()?.test() {
+            Ok(_) => Some(()),
+            Err(request) => {
+                pending = Some(request);
+                None
+            }
+        });
     }
 
     /// Ends every rank of the job now (after the caller has reported the error and cleaned up).

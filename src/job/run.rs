@@ -130,11 +130,19 @@ fn follow(
             device: engine.describe(),
         };
         let mut link = MpiLink::new(plan, &about, options.rank_timeout)?;
-        let (input, staging) = (input?, staging?);
-        work(plan, &input, engine.as_mut(), &mut link, staging.path())
+        let encode_dir = staging.as_ref().map_err(|e| JobError::WorkDir {
+            dir: std::env::temp_dir().display().to_string(),
+            detail: e.to_string(),
+        })?;
+        work(plan, &input?, engine.as_mut(), &mut link, encode_dir.path())
     })();
     match outcome {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            // This rank's staging may hold its node's copy of the input: keep it until every
+            // rank is done.
+            cluster.wait_for_all();
+            Ok(())
+        }
         Err(JobError::ReportedByRoot) => Err(JobError::ReportedByRoot),
         Err(error) => Err(report_to_root(&error)),
     }
@@ -366,6 +374,7 @@ fn lead(
     let recorder = Recorder::new(&plan, options.events.as_deref())?;
     let (recorder, mut stats) =
         coordinate(&plan, &received, &assign, recorder, &work_dir, timeout)?;
+    cluster.wait_for_all();
     for thread in threads {
         thread.join().expect("worker threads do not panic");
     }

@@ -44,6 +44,11 @@ struct Process {
     timestamps: VecDeque<Option<i64>>,
     frames: VecDeque<Vec<u8>>,
     errors: Vec<String>,
+    /// After a seek into a stream of open GOPs, or near a keyframe of a container without an
+    /// index, the keyframe's timestamp until a frame from it on has been shown: errors before
+    /// that concern frames such a start cannot decode, errors after it are faults of the file.
+    settle_at: Option<i64>,
+    faults: Vec<String>,
     /// Frames this process produced.
     produced: usize,
 }
@@ -61,7 +66,7 @@ impl<'a> Decoder<'a> {
             .timeline
             .as_ref()
             .and_then(|t| t.seek_point_for(range.start));
-        let process = Process::start(info, path, size, seek_text(info, start_point).as_deref())?;
+        let process = Process::start(info, path, size, start_point)?;
         Ok(Decoder {
             info,
             path,
@@ -93,7 +98,9 @@ impl<'a> Decoder<'a> {
     /// The next frame of the range, or `None` after its last one.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, MediaError> {
         while self.next < self.end {
-            let Some((timestamp, data)) = self.process.next(self.info.timeline.is_some())? else {
+            let Some(Produced { timestamp, data }) =
+                self.process.next(self.info.timeline.is_some())
+            else {
                 if self.can_restart() {
                     self.restart()?;
                     continue;
@@ -104,6 +111,13 @@ impl<'a> Decoder<'a> {
                 return Err(MediaError::Ffmpeg {
                     doing: "decoding".into(),
                     detail: format!("got {} bytes for a frame of {}", data.len(), self.size),
+                });
+            }
+            if !self.process.faults.is_empty() {
+                return Err(MediaError::CorruptFrame {
+                    path: self.info.name.clone(),
+                    frame: self.index_of(timestamp),
+                    detail: summarize(&self.process.faults),
                 });
             }
             match self.identify(timestamp) {
@@ -123,9 +137,9 @@ impl<'a> Decoder<'a> {
     /// seek's or the decoder's fault rather than the file's: a container without an index may
     /// land after the keyframe, and at the end of an open-GOP stream ffmpeg's H.264 decoder
     /// withholds frames decoded after a seek that it cannot prove recovered. So it tries again
-    /// one keyframe earlier, then from the first frame.
+    /// one keyframe earlier, then from the first frame. Errors from the file itself end it.
     fn can_restart(&self) -> bool {
-        self.start_point.is_some() && self.restarts_left > 0
+        self.start_point.is_some() && self.restarts_left > 0 && self.process.faults.is_empty()
     }
 
     fn restart(&mut self) -> Result<(), MediaError> {
@@ -140,14 +154,18 @@ impl<'a> Decoder<'a> {
             self.next
         );
         self.produced += self.process.produced;
-        self.process = Process::start(
-            self.info,
-            self.path,
-            self.size,
-            seek_text(self.info, earlier).as_deref(),
-        )?;
+        self.process = Process::start(self.info, self.path, self.size, earlier)?;
         self.start_point = earlier;
         Ok(())
+    }
+
+    /// The index of the frame just produced, with timestamp `timestamp`.
+    fn index_of(&self, timestamp: Option<i64>) -> usize {
+        match (&self.info.timeline, timestamp) {
+            (Some(timeline), Some(pts)) => timeline.pts.partition_point(|&p| p < pts),
+            (Some(_), None) => self.next,
+            (None, _) => self.process.produced - 1,
+        }
     }
 
     /// Where a produced frame stands relative to the next expected one.
@@ -179,18 +197,19 @@ impl<'a> Decoder<'a> {
         MediaError::CorruptFrame {
             path: self.info.name.clone(),
             frame: self.next,
-            detail: if self.process.errors.is_empty() {
-                format!("the video ended {} frames early", self.end - self.next)
-            } else {
-                summarize(&self.process.errors)
+            detail: match (&self.process.faults, &self.process.errors) {
+                (faults, _) if !faults.is_empty() => summarize(faults),
+                (_, errors) if !errors.is_empty() => summarize(errors),
+                _ => format!("the video ended {} frames early", self.end - self.next),
             },
         }
     }
 }
 
-/// The `-ss` argument for seek point `point` of the input's timeline; `None`: no seek.
-fn seek_text(info: &VideoInfo, point: Option<usize>) -> Option<String> {
-    info.timeline.as_ref()?.seek_argument(point?)
+/// A frame ffmpeg produced, with its timestamp when the input has a timeline.
+struct Produced {
+    timestamp: Option<i64>,
+    data: Vec<u8>,
 }
 
 enum Position {
@@ -200,12 +219,25 @@ enum Position {
 }
 
 impl Process {
+    /// Starts ffmpeg at seek point `start_point` of the input's timeline (`None`: from the
+    /// first frame).
     fn start(
         info: &VideoInfo,
         path: &Path,
         size: FrameSize,
-        seek: Option<&str>,
+        start_point: Option<usize>,
     ) -> Result<Process, MediaError> {
+        let timeline = info.timeline.as_ref();
+        let seek = timeline
+            .zip(start_point)
+            .and_then(|(t, p)| t.seek_argument(p));
+        // A decode from a keyframe of closed GOPs, in a container that lands on it, expects
+        // no error at all.
+        let settle_at = seek
+            .as_ref()
+            .and(timeline.zip(start_point))
+            .filter(|(t, _)| t.open_gops || !t.indexed)
+            .map(|(t, p)| t.seek_points[p].pts);
         // showinfo reports each frame's timestamp; its checksums are not needed.
         let mut filters = vec!["showinfo=checksum=0".to_string()];
         if size != info.size {
@@ -216,7 +248,7 @@ impl Process {
         }
         let mut command = FfmpegCommand::new();
         command.hide_banner().args(["-xerror", "-nostdin"]);
-        if let Some(seconds) = seek {
+        if let Some(seconds) = &seek {
             // An absolute timestamp, and no trimming: frames are identified here.
             command.args(["-seek_timestamp", "1", "-ss", seconds, "-noaccurate_seek"]);
         }
@@ -239,27 +271,44 @@ impl Process {
             timestamps: VecDeque::new(),
             frames: VecDeque::new(),
             errors: Vec::new(),
+            settle_at,
+            faults: Vec::new(),
             produced: 0,
         })
     }
 
     /// The next frame ffmpeg produced, with its timestamp when `timed`; `None` when it ended.
-    fn next(&mut self, timed: bool) -> Result<Option<(Option<i64>, Vec<u8>)>, MediaError> {
+    fn next(&mut self, timed: bool) -> Option<Produced> {
         loop {
             if !self.frames.is_empty() && (!timed || !self.timestamps.is_empty()) {
                 self.produced += 1;
                 let data = self.frames.pop_front().expect("checked");
-                return Ok(Some((self.timestamps.pop_front().flatten(), data)));
+                return Some(Produced {
+                    timestamp: self.timestamps.pop_front().flatten(),
+                    data,
+                });
             }
             match self.events.next() {
                 Some(FfmpegEvent::OutputFrame(frame)) => self.frames.push_back(frame.data),
                 Some(FfmpegEvent::Log(LogLevel::Info, line)) => {
                     if let Some(pts) = showinfo_timestamp(&line) {
+                        if self
+                            .settle_at
+                            .is_some_and(|key| pts.is_some_and(|p| p >= key))
+                        {
+                            self.settle_at = None;
+                        }
                         self.timestamps.push_back(pts);
                     }
                 }
-                Some(other) => self.errors.extend(error_lines(std::iter::once(other))),
-                None => return Ok(None),
+                Some(other) => {
+                    let errors = error_lines(std::iter::once(other));
+                    if self.settle_at.is_none() {
+                        self.faults.extend(errors.iter().cloned());
+                    }
+                    self.errors.extend(errors);
+                }
+                None => return None,
             }
         }
     }

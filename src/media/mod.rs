@@ -29,7 +29,7 @@ pub enum MediaError {
     ZeroFrames { path: String },
     #[error("{path} is truncated or corrupt: the decoder failed ({detail}); re-download the file or re-encode it with ffmpeg")]
     Corrupt { path: String, detail: String },
-    #[error("{path} is truncated or corrupt: decoding failed at frame {frame} ({detail}); re-download the file or re-encode it with ffmpeg")]
+    #[error("{path} is truncated or corrupt: decoding failed near frame {frame} ({detail}); re-download the file or re-encode it with ffmpeg")]
     CorruptFrame {
         path: String,
         frame: usize,

@@ -51,6 +51,11 @@ pub struct Timeline {
     pub seek_points: Vec<SeekPoint>,
     /// Whether the container's index lands seeks exactly on keyframes (MP4, Matroska).
     pub indexed: bool,
+    /// Whether some keyframe is followed in decode order by frames shown before it: an encoder
+    /// making open GOPs, whose keyframes are not clean starts (H.264 frames after them may
+    /// refer to pictures before them), so a decode starting at one reports errors until it
+    /// has recovered.
+    pub open_gops: bool,
 }
 
 impl Timeline {
@@ -95,11 +100,19 @@ impl Timeline {
             })
             .collect();
         seek_points.sort_by_key(|p| (p.from_frame, p.pts));
+        let open_gops = packets.iter().enumerate().any(|(position, key)| {
+            key.keyframe
+                && packets[position + 1..]
+                    .iter()
+                    .take_while(|p| !p.keyframe)
+                    .any(|p| !p.discard && p.pts.zip(key.pts).is_some_and(|(p, k)| p < k))
+        });
         Ok(Timeline {
             time_base,
             pts,
             seek_points,
             indexed,
+            open_gops,
         })
     }
 
@@ -217,6 +230,7 @@ mod tests {
         ]);
         let timeline = Timeline::new(&list, TB, true).unwrap();
         assert_eq!(timeline.pts, (0..8).collect::<Vec<_>>());
+        assert!(!timeline.open_gops);
         assert_eq!(timeline.seek_for(3), Some(0));
         assert_eq!(timeline.seek_for(4), Some(4));
         assert_eq!(timeline.seek_for(7), Some(4));
@@ -252,6 +266,7 @@ mod tests {
         assert_eq!(timeline.seek_for(6), Some(2), "a leading frame of I8");
         assert_eq!(timeline.seek_for(7), Some(2));
         assert_eq!(timeline.seek_for(8), Some(8));
+        assert!(timeline.open_gops);
     }
 
     #[test]

@@ -131,6 +131,30 @@ pub fn ffmpeg(args: &[&str]) {
     assert!(status.success(), "ffmpeg {args:?}");
 }
 
+/// Writes `clip` to `damaged` with the picture data of its `nth` keyframe (from 0) overwritten,
+/// leaving the packet sizes and slice headers intact: demuxing it succeeds, decoding fails.
+pub fn damage_keyframe(clip: &std::path::Path, nth: usize, damaged: &std::path::Path) {
+    let listing = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["packet=pos,size,flags", "-of", "csv=p=0"])
+        .arg(clip)
+        .output()
+        .unwrap();
+    let keyframe: Vec<usize> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter(|line| line.contains('K'))
+        .nth(nth)
+        .expect("enough keyframes")
+        .split(',')
+        .take(2)
+        .map(|field| field.parse().unwrap())
+        .collect();
+    let (size, position) = (keyframe[0], keyframe[1]);
+    let mut bytes = std::fs::read(clip).unwrap();
+    bytes[position + 64..position + size - 16].fill(0x55);
+    std::fs::write(damaged, bytes).unwrap();
+}
+
 /// A stream as ffprobe reports it, frames counted by decoding.
 #[derive(serde::Deserialize, Debug)]
 pub struct Stream {
