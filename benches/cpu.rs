@@ -175,7 +175,7 @@ fn end_to_end(scratch: &Path) -> Value {
         "input": "samples/rabbit320.mp4 (234 frames, 320x240)",
         "np1_frames_per_second": frames / plain.as_secs_f64(),
         "np2_frames_per_second": frames / np2.as_secs_f64(),
-        "np2": "mpirun -np 2 --bind-to none (rank 0 also decodes and encodes)",
+        "np2": "mpirun -np 2 --bind-to none (each rank decodes and encodes its own chunks)",
     })
 }
 

@@ -2,10 +2,12 @@
 //! stylizes and encodes its own chunks; rank 0 gathers the encoded chunks and publishes the
 //! joined output.
 
+mod coordinator;
 mod image;
 mod link;
 mod logs;
 pub mod plan;
+mod prepare;
 mod progress;
 pub mod report;
 mod resume;

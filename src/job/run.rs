@@ -1,32 +1,28 @@
-//! Rank roles of a run. Rank 0 prepares the plan and broadcasts it with the weights; the input
+//! Rank roles of a run. Rank 0 prepares the plan ([`super::prepare`]) and broadcasts it with
+//! the weights; the input
 //! is made readable on every rank (a shared path, or one copy per node); then every rank, rank 0
 //! included, runs the same worker loop on its chunks ([`super::worker`]), while rank 0's
-//! coordinator hands out chunks (dynamic schedule), stores the encoded chunks it receives, keeps
-//! the progress and the report, and finally joins the chunks into the output. Every wait on
+//! coordinator ([`super::coordinator`]) gathers the encoded chunks; rank 0 finally joins them
+//! into the output. Every wait on
 //! another rank has a deadline (`--rank-timeout`).
 
+use super::coordinator::coordinate;
 use super::link::{self, Event, LocalLink, MpiLink};
-use super::plan::{scaled_size, Plan, Schedule};
-use super::progress::Progress;
-use super::report::{RankInfo, Recorder, Report, WorkerStats};
-use super::resume::{clear, prepare_work_dir, Manifest};
-use super::schedule::DynamicSchedule;
+use super::plan::{Plan, Schedule};
+use super::prepare::{prepare, Prepared, WorkArea};
+use super::report::{RankInfo, Recorder, Report};
+use super::resume::clear;
 use super::worker::work;
 use super::JobError;
 use crate::cluster::{self, Cluster, Watchdog, ROOT};
-use crate::engine::{check_frame_size, create_engine, Device, Engine, Precision};
+use crate::engine::{create_engine, Device, Engine, Precision};
 use crate::media::encode::{assemble, chunk_name};
-use crate::media::output::{OutputKind, OutputSpec};
-use crate::media::{probe, require_ffmpeg, MediaError};
-use crate::model::styles::style_bytes;
+use crate::media::output::OutputKind;
 use crate::model::TransformerNet;
-use crate::storage::{
-    fetch, output_directory, FileIdentity, LocalInput, Location, OutputTarget, Staging,
-    TransferSettings,
-};
+use crate::storage::{FileIdentity, Location, OutputTarget, Staging, TransferSettings};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -165,150 +161,6 @@ fn build_engine(
     Ok(engine)
 }
 
-/// Where chunks are kept: the user's work directory, or a temporary one inside the staging
-/// directory.
-enum WorkArea {
-    Kept(PathBuf),
-    Temporary,
-}
-
-/// Rank 0's preparation: everything that can be refused is checked here, before any rank works.
-struct Prepared {
-    net: TransformerNet,
-    plan: Plan,
-    weights: Vec<u8>,
-    target: OutputTarget,
-    /// Kept until the run ends: a downloaded input is deleted when dropped.
-    input: LocalInput,
-    work: WorkArea,
-}
-
-impl Prepared {
-    fn work_dir(&self) -> PathBuf {
-        match &self.work {
-            WorkArea::Kept(dir) => dir.clone(),
-            WorkArea::Temporary => self.target.staging_path().to_path_buf(),
-        }
-    }
-}
-
-fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
-    require_ffmpeg()?;
-    if let Some(scale) = options.scale {
-        if !(scale.is_finite() && scale > 0.0) {
-            return Err(JobError::BadScale(scale));
-        }
-    }
-    if options.limit == Some(0) {
-        return Err(JobError::ZeroLimit);
-    }
-    if options.chunk_frames == 0 {
-        return Err(JobError::ZeroChunk);
-    }
-    if let Location::Local(path) = &options.input {
-        if !path.exists() {
-            return Err(MediaError::InputMissing {
-                path: path.display().to_string(),
-            }
-            .into());
-        }
-    }
-    crate::engine::select::check_device(options.device)?;
-    let mut output = OutputSpec::parse(
-        &options.output.as_path(),
-        options.crf,
-        options.pix_fmt.as_deref(),
-    )?;
-    let frame_sequence = matches!(output.kind, OutputKind::Images { .. });
-    let target = OutputTarget::prepare(
-        &options.output,
-        &options.input,
-        &options.transfer,
-        frame_sequence,
-    )?;
-    for path in [&options.report, &options.events].into_iter().flatten() {
-        if !output_directory(path).is_dir() {
-            return Err(JobError::ReportWrite {
-                path: path.display().to_string(),
-                detail: "its directory does not exist".into(),
-            });
-        }
-    }
-    let weights = style_bytes(&options.style)?;
-    let net = TransformerNet::from_bytes(&weights, &options.style)?;
-    let input = fetch(&options.input)?;
-    let info = probe::probe(input.path(), &options.input.shown())?;
-    let input_identity = FileIdentity::of(input.path()).map_err(|e| MediaError::NotAVideo {
-        path: options.input.shown(),
-        detail: e.to_string(),
-    })?;
-    let size = scaled_size(info.size, options.scale);
-    check_frame_size(size)?;
-    output.fit_to_size(size.width, size.height)?;
-    let frames = options
-        .limit
-        .map_or(info.frames, |limit| limit.min(info.frames));
-    let chunks = frames.div_ceil(options.chunk_frames);
-    let (work, done) = match &options.work_dir {
-        Some(dir) => {
-            let manifest = Manifest::new(
-                &info,
-                &input_identity,
-                &weights,
-                size,
-                frames,
-                options.chunk_frames,
-                &output.kind,
-            );
-            let (dir, done) = prepare_work_dir(dir, &manifest, chunks, options.restart)?;
-            (WorkArea::Kept(dir), done)
-        }
-        None => (WorkArea::Temporary, Vec::new()),
-    };
-    let todo_chunks: Vec<usize> = (0..chunks).filter(|c| !done.contains(c)).collect();
-    let plan = Plan {
-        input: info,
-        input_identity,
-        frames,
-        size,
-        output,
-        chunk_frames: options.chunk_frames,
-        todo_chunks,
-        schedule: options.schedule,
-        ranks,
-    };
-    log::info!(
-        "{}: {} frames at {} fps, {}{}; stylizing {} of {} frames at {} on {} rank(s), {:?} schedule{}",
-        options.input.shown(),
-        plan.input.frames,
-        plan.input.frame_rate,
-        plan.input.size,
-        if plan.input.audio.is_empty() {
-            ", no audio"
-        } else {
-            ", with audio"
-        },
-        plan.frames_to_compute(),
-        frames,
-        size,
-        ranks,
-        options.schedule,
-        if done.is_empty() {
-            String::new()
-        } else {
-            format!(" ({} chunks already done)", done.len())
-        },
-    );
-    Ok(Prepared {
-        net,
-        plan,
-        weights,
-        target,
-        input,
-        work,
-    })
-}
-
 /// Rank 0: its own worker on a thread, a relay per remote rank, and the coordinator on this
 /// thread; then the output is assembled and published.
 fn lead(
@@ -397,60 +249,6 @@ fn lead(
         ranks,
         output: options.output.shown(),
     })
-}
-
-/// Rank 0's coordinator: answers requests for chunks, stores the chunks other ranks encoded,
-/// records every frame, until every rank has finished. Returns every rank's figures.
-fn coordinate(
-    plan: &Plan,
-    events: &Receiver<Event>,
-    assign: &SyncSender<Option<usize>>,
-    mut recorder: Recorder,
-    work_dir: &Path,
-    timeout: Duration,
-) -> Result<(Recorder, Vec<WorkerStats>), JobError> {
-    let mut schedule = DynamicSchedule::new(plan.todo_chunks.clone(), plan.ranks);
-    let mut progress = Progress::new(plan.frames_to_compute());
-    let mut stats: Vec<Option<WorkerStats>> = vec![None; plan.ranks];
-    let mut chunks_done = 0;
-    while stats.iter().any(Option::is_none) {
-        let event = events
-            .recv()
-            .expect("a sender is alive until its rank finished or failed");
-        match event {
-            Event::Joined(info) => recorder.rank_joined(info),
-            Event::Request { rank } => {
-                let chunk = schedule.next_for(rank);
-                if rank == ROOT {
-                    let _ = assign.send(chunk);
-                } else {
-                    link::assign(rank, chunk, timeout)?;
-                }
-            }
-            Event::FrameDone {
-                rank,
-                frame,
-                compute_s,
-            } => {
-                recorder.frame_done(frame, rank, compute_s);
-                progress.frame_done();
-            }
-            Event::ChunkDone { chunk, segment } => {
-                if let Some(segment) = segment {
-                    segment.store(work_dir, chunk, &plan.output.kind)?;
-                }
-                chunks_done += 1;
-            }
-            Event::Finished { rank, stats: mine } => stats[rank] = Some(mine),
-            Event::Failed(error) => return Err(error),
-        }
-    }
-    progress.finish();
-    debug_assert_eq!(chunks_done, plan.todo_chunks.len());
-    Ok((
-        recorder,
-        stats.into_iter().map(Option::unwrap_or_default).collect(),
-    ))
 }
 
 /// How long a failed rank waits for rank 0 to end the job before exiting by itself.
