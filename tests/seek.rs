@@ -48,36 +48,20 @@ fn clips(dir: &Path) -> Vec<PathBuf> {
     x264(&open, "open-gop=1");
     let closed = dir.join("closed-gop-pyramid.mp4");
     x264(&closed, "b-pyramid=normal");
+    let remux = |name: &str, input_options: &[&str], output_options: &[&str]| {
+        let output = dir.join(name);
+        let mut args = input_options.to_vec();
+        args.extend(["-i", open.to_str().unwrap(), "-c", "copy"]);
+        args.extend(output_options);
+        args.push(output.to_str().unwrap());
+        ffmpeg(&args);
+        output
+    };
     // Cut between keyframes by stream copy: MP4 keeps the GOP's head as discarded frames
     // before an edit list's start.
-    let edit_list = dir.join("edit-list.mp4");
-    ffmpeg(&[
-        "-ss",
-        "0.52",
-        "-i",
-        open.to_str().unwrap(),
-        "-c",
-        "copy",
-        edit_list.to_str().unwrap(),
-    ]);
-    let offset = dir.join("start-3.3s.mkv");
-    ffmpeg(&[
-        "-i",
-        open.to_str().unwrap(),
-        "-c",
-        "copy",
-        "-output_ts_offset",
-        "3.3",
-        offset.to_str().unwrap(),
-    ]);
-    let transport = dir.join("broadcast.ts");
-    ffmpeg(&[
-        "-i",
-        open.to_str().unwrap(),
-        "-c",
-        "copy",
-        transport.to_str().unwrap(),
-    ]);
+    let edit_list = remux("edit-list.mp4", &["-ss", "0.52"], &[]);
+    let offset = remux("start-3.3s.mkv", &[], &["-output_ts_offset", "3.3"]);
+    let transport = remux("broadcast.ts", &[], &[]);
     let vp8 = dir.join("alt-ref.webm");
     ffmpeg(&[
         "-f",

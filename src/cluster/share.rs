@@ -18,12 +18,13 @@ const PIECE: usize = 16 << 20;
 impl Cluster {
     /// Makes rank 0's input file `path` readable on this rank; `readable` says whether this
     /// rank reads the same file at that path. Collective: every rank calls it. Returns the
-    /// path this rank reads: its own, or the node's copy in the receiving rank's `staging`.
+    /// path this rank reads: its own, or the node's copy in the receiving rank's `staging`
+    /// (`None` where this rank has no staging directory, as on rank 0).
     pub fn share_file(
         &self,
         path: &Path,
         readable: bool,
-        staging: &Path,
+        staging: Option<&Path>,
     ) -> Result<PathBuf, ClusterError> {
         if self.universe.is_none() {
             return Ok(path.to_path_buf());
@@ -83,7 +84,7 @@ impl Cluster {
         &self,
         group: &impl Communicator,
         path: &Path,
-        staging: &Path,
+        staging: Option<&Path>,
     ) -> Result<Option<PathBuf>, String> {
         let root = group.process_at_rank(ROOT as i32);
         let mut source = if self.is_root() {
@@ -98,10 +99,12 @@ impl Cluster {
             None => 0,
         };
         root.broadcast_into(&mut length);
-        let target = staging.join(path.file_name().unwrap_or("input".as_ref()));
-        let mut sink = match source {
-            Some(_) => Ok(None),
-            None => std::fs::File::create(&target)
+        let name = path.file_name().unwrap_or("input".as_ref());
+        let target = staging.map(|dir| dir.join(name)).unwrap_or_default();
+        let mut sink = match (&source, staging) {
+            (Some(_), _) => Ok(None),
+            (None, None) => Err("no temporary directory to receive it in".to_string()),
+            (None, Some(_)) => std::fs::File::create(&target)
                 .map(Some)
                 .map_err(|e| format!("cannot write {}: {e}", target.display())),
         };

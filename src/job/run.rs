@@ -87,7 +87,7 @@ pub fn run(
         let prepared = prepared?;
         cluster.broadcast(Some(prepared.weights.clone()));
         let input = cluster
-            .share_file(&prepared.plan.input.path, true, Path::new(""))
+            .share_file(&prepared.plan.input.path, true, None)
             .map_err(|e| JobError::from(e).during_run())?;
         drop(watchdog);
         lead(prepared, &input, options, cluster)
@@ -100,7 +100,7 @@ pub fn run(
         let weights = cluster.broadcast(None);
         let readable = FileIdentity::of(&plan.input.path).is_ok_and(|id| id == plan.input_identity);
         let staging = Staging::temporary();
-        let node_dir = staging.as_ref().map_or(Path::new(""), |s| s.path());
+        let node_dir = staging.as_ref().ok().map(Staging::path);
         let input = cluster.share_file(&plan.input.path, readable, node_dir);
         drop(watchdog);
         follow(&plan, input, staging, &weights, options, cluster).map(|()| None)

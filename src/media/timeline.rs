@@ -132,11 +132,6 @@ impl Timeline {
         }
     }
 
-    /// The keyframe timestamp to seek to for a decode that must produce frame `first`.
-    pub fn seek_for(&self, first: usize) -> Option<i64> {
-        self.seek_point_for(first).map(|i| self.seek_points[i].pts)
-    }
-
     /// The `-ss` argument (seconds, with `-seek_timestamp 1`) that makes ffmpeg start at seek
     /// point `point`; `None` when its time is negative (decode from the start instead).
     ///
@@ -192,6 +187,13 @@ mod tests {
             .collect()
     }
 
+    /// The keyframe timestamp a decode that must produce frame `first` starts at.
+    fn seek_for(timeline: &Timeline, first: usize) -> Option<i64> {
+        timeline
+            .seek_point_for(first)
+            .map(|i| timeline.seek_points[i].pts)
+    }
+
     const TB: Rational = Rational { num: 1, den: 25 };
 
     #[test]
@@ -231,12 +233,12 @@ mod tests {
         let timeline = Timeline::new(&list, TB, true).unwrap();
         assert_eq!(timeline.pts, (0..8).collect::<Vec<_>>());
         assert!(!timeline.open_gops);
-        assert_eq!(timeline.seek_for(3), Some(0));
-        assert_eq!(timeline.seek_for(4), Some(4));
-        assert_eq!(timeline.seek_for(7), Some(4));
+        assert_eq!(seek_for(&timeline, 3), Some(0));
+        assert_eq!(seek_for(&timeline, 4), Some(4));
+        assert_eq!(seek_for(&timeline, 7), Some(4));
         let unindexed = Timeline::new(&list, TB, false).unwrap();
-        assert_eq!(unindexed.seek_for(7), Some(0), "one keyframe earlier");
-        assert_eq!(unindexed.seek_for(3), None);
+        assert_eq!(seek_for(&unindexed, 7), Some(0), "one keyframe earlier");
+        assert_eq!(seek_for(&unindexed, 3), None);
     }
 
     #[test]
@@ -258,14 +260,14 @@ mod tests {
         ]);
         let timeline = Timeline::new(&list, TB, true).unwrap();
         assert_eq!(
-            timeline.seek_for(0),
+            seek_for(&timeline, 0),
             None,
             "before the first keyframe's frames"
         );
-        assert_eq!(timeline.seek_for(2), Some(2));
-        assert_eq!(timeline.seek_for(6), Some(2), "a leading frame of I8");
-        assert_eq!(timeline.seek_for(7), Some(2));
-        assert_eq!(timeline.seek_for(8), Some(8));
+        assert_eq!(seek_for(&timeline, 2), Some(2));
+        assert_eq!(seek_for(&timeline, 6), Some(2), "a leading frame of I8");
+        assert_eq!(seek_for(&timeline, 7), Some(2));
+        assert_eq!(seek_for(&timeline, 8), Some(8));
         assert!(timeline.open_gops);
     }
 
@@ -275,11 +277,11 @@ mod tests {
         let timeline = Timeline::new(&list, TB, true).unwrap();
         assert_eq!(timeline.pts, vec![0, 1, 2]);
         assert_eq!(
-            timeline.seek_for(0),
+            seek_for(&timeline, 0),
             Some(-2),
             "the discarded keyframe serves frame 0"
         );
-        assert_eq!(timeline.seek_for(2), Some(2));
+        assert_eq!(seek_for(&timeline, 2), Some(2));
     }
 
     #[test]
