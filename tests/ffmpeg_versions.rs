@@ -1,0 +1,195 @@
+//! stylemill with the ffmpeg a machine really has: a current static build (8.0) runs jobs
+//! exactly, under mpirun too; a 4.4 gets only the options 4.4 knows; one older than 4.4 is
+//! refused naming its version; an ffmpeg lacking libx264 is named as the problem, not the
+//! input. The other builds come from `scripts/test-tools.sh` (target/ffmpeg-builds).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+
+/// The directory holding a static ffmpeg build `version` (prepared by scripts/test-tools.sh).
+fn build(version: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/ffmpeg-builds")
+        .join(version)
+        .join("bin");
+    assert!(
+        dir.join("ffmpeg").is_file(),
+        "{} is missing: run scripts/test-tools.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// `PATH` with `dir` first.
+fn path_with(dir: &Path) -> std::ffi::OsString {
+    let mut dirs = vec![dir.to_path_buf()];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).unwrap()
+}
+
+/// Runs `command` with `dir` first on its PATH; returns (success, stderr).
+fn with_ffmpeg_from(dir: &Path, command: &mut std::process::Command) -> (bool, String) {
+    let output = command
+        .env("PATH", path_with(dir))
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn stylemill_command(args: &[String]) -> std::process::Command {
+    let mut command = std::process::Command::new(bin());
+    command.args(args);
+    command
+}
+
+/// A script named ffmpeg in a new directory of `dir`, running `body` (sh) with the system
+/// ffmpeg as `$REAL`.
+fn wrapper(dir: &Path, body: &str) -> PathBuf {
+    let bin = dir.join("wrapper");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("ffmpeg");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nREAL=/usr/bin/ffmpeg\n{body}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// 48 frames of the sample clip at 160x120 with its audio, keyframes every 12 frames.
+fn clip(dir: &Path) -> PathBuf {
+    let clip = dir.join("clip.mp4");
+    ffmpeg(&[
+        "-i",
+        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
+        "-frames:v",
+        "48",
+        "-vf",
+        "scale=160:120",
+        "-c:v",
+        "libx264",
+        "-g",
+        "12",
+        "-c:a",
+        "copy",
+        clip.to_str().unwrap(),
+    ]);
+    clip
+}
+
+fn job(input: &Path, output: &Path, extra: &[&str]) -> Vec<String> {
+    let mut options = vec!["--chunk-frames", "8"];
+    options.extend(extra);
+    run_args(input, output, "mosaic", &options)
+}
+
+#[test]
+fn a_current_static_ffmpeg_runs_jobs_exactly_under_mpirun_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let ffmpeg8 = build("8.0");
+    let input = clip(dir.path());
+    let plain = dir.path().join("plain.mp4");
+    let (ok, stderr) =
+        with_ffmpeg_from(&ffmpeg8, &mut stylemill_command(&job(&input, &plain, &[])));
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("ffmpeg n8.0"),
+        "the version is logged: {stderr}"
+    );
+    let streams = probe(&plain);
+    assert_eq!(video_stream(&streams).frames(), 48);
+    assert!(streams.iter().any(|s| s.codec_type == "audio"));
+    for schedule in ["static", "dynamic"] {
+        let output = dir.path().join(format!("np4-{schedule}.mp4"));
+        let mut command = mpirun_command(4, &job(&input, &output, &["--schedule", schedule]));
+        let (ok, stderr) = with_ffmpeg_from(&ffmpeg8, &mut command);
+        assert!(ok, "{schedule}: {stderr}");
+        assert!(
+            std::fs::read(&output).unwrap() == std::fs::read(&plain).unwrap(),
+            "np 4 {schedule} under ffmpeg 8 differs from np 1"
+        );
+    }
+}
+
+#[test]
+fn an_ffmpeg_4_4_gets_only_options_that_4_4_knows() {
+    // ffmpeg 4.4 states its version and knows neither -fps_mode (5.1) nor showinfo's checksum
+    // switch (5.0): a stand-in refuses them as 4.4 does and passes the rest to this machine's
+    // ffmpeg. The job must run and give the bytes the real ffmpeg gives.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = wrapper(
+        dir.path(),
+        r#"case "$*" in
+  *-version*) echo "ffmpeg version 4.4.2-0ubuntu0.22.04.1 Copyright (c) 2000-2021 the FFmpeg developers"; exit 0;;
+  *-fps_mode*) echo "Unrecognized option 'fps_mode'." >&2; exit 1;;
+  *checksum*) echo "[Parsed_showinfo_0 @ 0x1] Option 'checksum' not found" >&2; exit 1;;
+esac
+exec "$REAL" "$@""#,
+    );
+    let input = clip(dir.path());
+    let expected = dir.path().join("expected.mp4");
+    let (ok, _, stderr) = stylemill(&job(&input, &expected, &[]));
+    assert!(ok, "{stderr}");
+    let output = dir.path().join("as-4.4.mp4");
+    let (ok, stderr) = with_ffmpeg_from(&fake, &mut stylemill_command(&job(&input, &output, &[])));
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("ffmpeg 4.4.2-0ubuntu0.22.04.1"), "{stderr}");
+    assert!(std::fs::read(&output).unwrap() == std::fs::read(&expected).unwrap());
+}
+
+#[test]
+fn an_ffmpeg_older_than_4_4_is_refused_naming_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = clip(dir.path());
+    let before = names_in(dir.path());
+    let output = dir.path().join("out.mp4");
+    let (ok, stderr) = with_ffmpeg_from(
+        &build("4.2.2"),
+        &mut stylemill_command(&job(&input, &output, &[])),
+    );
+    assert!(!ok);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("error: ffmpeg 4.2.2-static (")
+            && errors[0].contains("is too old: stylemill needs ffmpeg 4.4 or later"),
+        "{stderr}"
+    );
+    assert_eq!(names_in(dir.path()), before);
+}
+
+#[test]
+fn an_ffmpeg_without_libx264_is_named_as_the_problem_not_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = clip(dir.path());
+    let without_x264 = wrapper(
+        dir.path(),
+        r#"for arg; do shift; [ "$arg" = libx264 ] && arg=libx264_not_built_in; set -- "$@" "$arg"; done
+exec "$REAL" "$@""#,
+    );
+    let before = names_in(dir.path());
+    let output = dir.path().join("out.mp4");
+    let (ok, stderr) = with_ffmpeg_from(
+        &without_x264,
+        &mut stylemill_command(&job(&input, &output, &[])),
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("error: the installed ffmpeg cannot do what stylemill asks while encoding (Unknown encoder 'libx264_not_built_in')"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("corrupt"), "{stderr}");
+    assert_eq!(names_in(dir.path()), before);
+}
