@@ -4,6 +4,7 @@
 //! that tests and benchmarks drive the same code.
 
 pub mod cluster;
+pub mod doctor;
 pub mod engine;
 pub mod frame;
 pub mod hash;

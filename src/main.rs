@@ -35,6 +35,9 @@ enum Command {
     Watch(WatchArgs),
     /// Compile the CUDA kernels into the on-disk cache (for this node's GPUs, or --arch).
     Kernels(KernelArgs),
+    /// Say what this machine offers a run (ffmpeg, MPI, CUDA, GPUs, CPU); fails when something
+    /// a run needs is missing.
+    Doctor,
 }
 
 #[derive(Args)]
@@ -226,6 +229,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Run(args) => run(args),
+        Command::Doctor => doctor(),
         Command::Watch(args) => watch(args),
         Command::Kernels(args) => match stylemill::engine::cuda::kernels::warm_cache(&args.arch) {
             Ok(entries) => {
@@ -356,6 +360,33 @@ fn run(args: RunArgs) -> ExitCode {
         cluster.abort(1);
     }
     code
+}
+
+fn doctor() -> ExitCode {
+    let findings = stylemill::doctor::examine();
+    for f in &findings {
+        let mark = match (f.ok, f.needed) {
+            (true, _) => "ok",
+            (false, true) => "MISSING",
+            (false, false) => "--",
+        };
+        println!("{:<13} {:<8} {}", f.topic, mark, f.what);
+    }
+    let missing: Vec<&str> = findings
+        .iter()
+        .filter(|f| f.needed && !f.ok)
+        .map(|f| f.topic.as_str())
+        .collect();
+    if missing.is_empty() {
+        println!("everything a run needs is here");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "error: this machine lacks what a run needs ({}); install it and run stylemill doctor again",
+            missing.join(", ")
+        );
+        ExitCode::FAILURE
+    }
 }
 
 fn watch(args: WatchArgs) -> ExitCode {

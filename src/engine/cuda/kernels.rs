@@ -113,7 +113,7 @@ pub fn compile(file: &str, source: &str, arch: &str) -> Result<String, KernelErr
 
 /// Where compiled kernels are cached: `$STYLEMILL_KERNEL_CACHE`, else `$XDG_CACHE_HOME` or
 /// `~/.cache`, under `stylemill/kernels`.
-fn cache_dir() -> Option<PathBuf> {
+pub fn cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("STYLEMILL_KERNEL_CACHE") {
         return Some(PathBuf::from(dir));
     }

@@ -1,7 +1,8 @@
-//! stylemill with the ffmpeg a machine really has: a current static build (8.0) runs jobs
-//! exactly, under mpirun too; a 4.4 gets only the options 4.4 knows; one older than 4.4 is
-//! refused naming its version; an ffmpeg lacking libx264 is named as the problem, not the
-//! input. The other builds come from `scripts/test-tools.sh` (target/ffmpeg-builds).
+//! stylemill with the software a machine really has. The ffmpeg: a current static build (8.0)
+//! runs jobs exactly, under mpirun too; a 4.4 gets only the options 4.4 knows; one older than
+//! 4.4 is refused naming its version; an ffmpeg lacking libx264 is named as the problem, not
+//! the input. And `stylemill doctor`, which says what the machine offers and fails when a run
+//! could not. The other ffmpeg builds come from `scripts/test-tools.sh` (target/ffmpeg-builds).
 
 mod common;
 
@@ -192,4 +193,88 @@ exec "$REAL" "$@""#,
     );
     assert!(!stderr.contains("corrupt"), "{stderr}");
     assert_eq!(names_in(dir.path()), before);
+}
+
+fn doctor(path_first: Option<&Path>) -> (bool, String, String) {
+    let mut command = std::process::Command::new(bin());
+    command.arg("doctor");
+    if let Some(dir) = path_first {
+        command.env("PATH", path_with(dir));
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_doctor_says_what_this_machine_offers() {
+    let (ok, report, stderr) = doctor(None);
+    assert!(ok, "{report}{stderr}");
+    let stated = std::process::Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&stated.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_string();
+    let line = |topic: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(topic))
+            .unwrap_or_else(|| panic!("no {topic} line: {report}"))
+            .to_string()
+    };
+    assert!(
+        line("ffmpeg ").contains(&format!("ok       {version} at ")),
+        "{report}"
+    );
+    assert!(line("ffprobe").contains("ok"), "{report}");
+    assert!(
+        report.contains("libx264: yes") && report.contains("showinfo: yes"),
+        "{report}"
+    );
+    assert!(line("MPI").contains("Open MPI"), "{report}");
+    assert!(line("launcher").contains("mpirun ("), "{report}");
+    let driver = line("CUDA driver");
+    assert!(
+        driver.contains("--       not found (libcuda.so.1)") || driver.contains("ok       CUDA "),
+        "{report}"
+    );
+    assert!(line("CPU").contains("CPU engine kernel: "), "{report}");
+    assert!(
+        report.ends_with("everything a run needs is here\n"),
+        "{report}"
+    );
+}
+
+#[test]
+fn the_doctor_fails_for_an_ffmpeg_too_old_or_without_libx264() {
+    let (ok, report, stderr) = doctor(Some(&build("4.2.2")));
+    assert!(!ok);
+    assert!(
+        report.contains("ffmpeg        MISSING  ffmpeg 4.2.2-static ("),
+        "{report}"
+    );
+    assert!(
+        stderr.contains("error: this machine lacks what a run needs (ffmpeg)"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let without_x264 = wrapper(
+        dir.path(),
+        r#"case "$*" in *-encoders*) "$REAL" "$@" | grep -v ' libx264 '; exit 0;; esac
+exec "$REAL" "$@""#,
+    );
+    let (ok, report, stderr) = doctor(Some(&without_x264));
+    assert!(!ok);
+    assert!(
+        report.contains("encoder       MISSING  libx264: MISSING"),
+        "{report}"
+    );
+    assert!(stderr.contains("(encoder)"), "{stderr}");
 }
