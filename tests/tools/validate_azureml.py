@@ -35,4 +35,6 @@ assert instructions[0] in ("ARG", "FROM"), instructions[0]
 assert len(stages) == 2 and stages[0].endswith("AS build"), stages
 assert any("cargo build --release" in i["value"] for i in parser.structure if i["instruction"] == "RUN")
 assert any("/usr/local/bin/stylemill" in i["value"] for i in parser.structure if i["instruction"] == "COPY")
+# The image checks itself at build time: a broken ffmpeg fails the build, not the job.
+assert any("stylemill doctor" in i["value"] for i in parser.structure if i["instruction"] == "RUN")
 print(f"Dockerfile: {len(instructions)} instructions, stages {stages}")
