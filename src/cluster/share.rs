@@ -5,7 +5,8 @@
 //! only, in pieces) into node-local staging, and the node's ranks read that copy. Raw frames
 //! never travel.
 
-use super::{world, Cluster, ClusterError, BYTES_RECEIVED, BYTES_SENT, ROOT};
+use super::world::world;
+use super::{Cluster, ClusterError, BYTES_RECEIVED, BYTES_SENT, ROOT};
 use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
 use mpi::topology::{Color, Communicator};
 use std::io::{Read, Write};
@@ -26,7 +27,7 @@ impl Cluster {
         readable: bool,
         staging: Option<&Path>,
     ) -> Result<PathBuf, ClusterError> {
-        if self.universe.is_none() {
+        if self.world.is_none() {
             return Ok(path.to_path_buf());
         }
         let world = world();
