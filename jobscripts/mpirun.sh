@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Run stylemill across the GPUs of one or more nodes with OpenMPI's mpirun.
+# Run stylemill across the GPUs of one or more nodes with mpirun, OpenMPI's or MPICH's (Hydra):
+# the script asks mpirun which it is and passes each its own flags.
 #
 # Submit (from a node that can reach the others over ssh, with stylemill installed on all):
 #   jobscripts/mpirun.sh INPUT OUTPUT STYLE [more `stylemill run` options]
-# or with INPUT, OUTPUT and STYLE in the environment. Local paths are read and written by rank 0
-# only; the other ranks need no access to them.
+# or with INPUT, OUTPUT and STYLE in the environment. The output is written by rank 0. The input
+# is read directly by every rank that sees it at the same path (a shared filesystem); a node that
+# does not receives one copy from rank 0 over MPI.
 #
 # Edit or set in the environment:
-#   HOSTFILE        an OpenMPI hostfile ("node1 slots=4" per line); or
+#   HOSTFILE        a hostfile (OpenMPI: "node1 slots=4" per line; MPICH: "node1:4"); or
 #   HOSTS           hosts and slots, such as "node1:4,node2:4" (default: localhost)
 #   RANKS_PER_NODE  ranks per node = GPUs per node (default: the GPUs nvidia-smi lists, or 1)
 #   STYLEMILL       the stylemill binary, same path on every node (default: stylemill on PATH)
@@ -41,11 +43,21 @@ fi
 ranks=$(( nodes * RANKS_PER_NODE ))
 
 extra=()
-[ "$(id -u)" -ne 0 ] || extra+=(--allow-run-as-root)
 # shellcheck disable=SC2206
 [ -z "${MPIRUN_ARGS:-}" ] || extra+=($MPIRUN_ARGS)
 
 echo "stylemill: $ranks ranks on $nodes node(s), $RANKS_PER_NODE per node" >&2
-exec mpirun -np "$ranks" "${placement[@]}" --map-by "ppr:${RANKS_PER_NODE}:node" --bind-to none \
-    -x PATH -x LD_LIBRARY_PATH -x RUST_LOG -x STYLEMILL_NVRTC_DIR -x STYLEMILL_KERNEL_CACHE \
+if mpirun --version 2>&1 | grep -q "Open MPI"; then
+    [ "$(id -u)" -ne 0 ] || extra+=(--allow-run-as-root)
+    exec mpirun -np "$ranks" "${placement[@]}" --map-by "ppr:${RANKS_PER_NODE}:node" --bind-to none \
+        -x PATH -x LD_LIBRARY_PATH -x RUST_LOG -x STYLEMILL_NVRTC_DIR -x STYLEMILL_KERNEL_CACHE \
+        "${extra[@]}" "$stylemill" run "$input" -o "$output" --style "$style" "$@"
+fi
+# MPICH's Hydra: the environment travels by default and ranks are not bound to cores.
+if [ -n "${HOSTFILE:-}" ]; then
+    placement=(-f "$HOSTFILE")
+else
+    placement=(-hosts "$hosts")
+fi
+exec mpirun -n "$ranks" "${placement[@]}" -ppn "$RANKS_PER_NODE" \
     "${extra[@]}" "$stylemill" run "$input" -o "$output" --style "$style" "$@"

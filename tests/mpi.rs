@@ -225,17 +225,15 @@ fn a_node_that_cannot_read_the_input_receives_one_copy_over_mpi() {
     let output = dir.path().join("copied.mp4");
     let report = dir.path().join("copied.json");
     let report_text = report.display().to_string();
-    let run = std::process::Command::new("mpirun")
-        .args(["--oversubscribe", "--bind-to", "none", "-np", "1"])
-        .arg(bin())
-        .args(args(&output, &report_text))
-        .args([":", "-np", "3", "unshare", "-m"])
-        .arg(&hide)
-        .arg(&inputs)
-        .arg(bin())
-        .args(args(&output, &report_text))
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    let job = stylemill_with(&args(&output, &report_text));
+    let mut hidden: Vec<std::ffi::OsString> = vec![
+        "unshare".into(),
+        "-m".into(),
+        hide.clone().into(),
+        inputs.clone().into(),
+    ];
+    hidden.extend(job.clone());
+    let run = launch(&[(1, job), (3, hidden)])
         .env("RUST_LOG", "info")
         .output()
         .unwrap();

@@ -77,14 +77,10 @@ fn a_build_without_mpi_started_by_a_launcher_says_it_cannot_take_part() {
         "mosaic",
         &["--limit", "4"],
     );
-    let mut command = std::process::Command::new("mpirun");
-    command
-        .args(["--oversubscribe", "--bind-to", "none", "-np", "2"])
-        .arg(no_mpi_binary())
-        .args(&args)
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
-    let run = command.output().unwrap();
+    let program: Vec<std::ffi::OsString> = std::iter::once(no_mpi_binary().into_os_string())
+        .chain(args.iter().map(Into::into))
+        .collect();
+    let run = launch(&[(2, program)]).output().unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(

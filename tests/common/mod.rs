@@ -74,25 +74,49 @@ pub fn stylemill<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String
     )
 }
 
-/// `mpirun -np N stylemill args` on this machine (as root too, oversubscribed, unbound).
+/// The MPI family the tests launch with: OpenMPI's `mpirun`, or MPICH's `mpiexec.mpich` when
+/// `STYLEMILL_TEST_MPI=mpich` (scripts/test-mpich.sh, with stylemill built against MPICH).
+pub fn mpich() -> bool {
+    std::env::var("STYLEMILL_TEST_MPI").is_ok_and(|v| v == "mpich")
+}
+
+/// The launcher of this MPI family running `groups` (ranks, program and arguments; several
+/// groups are one MPMD job) on this machine: as root too, oversubscribed, ranks not bound.
+pub fn launch(groups: &[(usize, Vec<std::ffi::OsString>)]) -> std::process::Command {
+    let (program, options, ranks_flag): (&str, &[&str], &str) = if mpich() {
+        ("mpiexec.mpich", &[], "-n")
+    } else {
+        ("mpirun", &["--oversubscribe", "--bind-to", "none"], "-np")
+    };
+    let mut command = std::process::Command::new(program);
+    command.args(options);
+    for (i, (ranks, program_and_args)) in groups.iter().enumerate() {
+        if i > 0 {
+            command.arg(":");
+        }
+        command
+            .args([ranks_flag, &ranks.to_string()])
+            .args(program_and_args);
+    }
+    command
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    command
+}
+
+/// `mpirun -np N stylemill args` on this machine (see [`launch`]).
 pub fn mpirun_command<S: AsRef<std::ffi::OsStr>>(
     ranks: usize,
     args: &[S],
 ) -> std::process::Command {
-    let mut command = std::process::Command::new("mpirun");
-    command
-        .args([
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-np",
-            &ranks.to_string(),
-        ])
-        .arg(bin())
-        .args(args)
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
-    command
+    launch(&[(ranks, stylemill_with(args))])
+}
+
+/// The stylemill binary followed by `args`, as a launcher's program and arguments.
+pub fn stylemill_with<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<std::ffi::OsString> {
+    std::iter::once(bin().into_os_string())
+        .chain(args.iter().map(|a| a.as_ref().to_os_string()))
+        .collect()
 }
 
 /// Runs `mpirun -np N stylemill args` to completion.
