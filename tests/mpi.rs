@@ -87,30 +87,6 @@ fn mpirun_writes_the_same_png_sequence() {
     }
 }
 
-/// An 80-frame 160x120 clip with audio whose keyframes are every 12 frames (B-frames, closed
-/// GOPs), as encoders make them for editing: ranks seek to the keyframe before their range.
-fn small_gop_clip(dir: &Path) -> std::path::PathBuf {
-    let clip = dir.join("gop12.mp4");
-    ffmpeg(&[
-        "-i",
-        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
-        "-frames:v",
-        "80",
-        "-vf",
-        "scale=160:120",
-        "-c:v",
-        "libx264",
-        "-g",
-        "12",
-        "-bf",
-        "3",
-        "-c:a",
-        "copy",
-        clip.to_str().unwrap(),
-    ]);
-    clip
-}
-
 const GOP: u64 = 12;
 
 fn report_of(path: &Path) -> serde_json::Value {
@@ -120,7 +96,7 @@ fn report_of(path: &Path) -> serde_json::Value {
 #[test]
 fn one_two_and_four_ranks_give_identical_bytes_under_both_schedules_and_decode_only_their_share() {
     let dir = tempfile::tempdir().unwrap();
-    let clip = small_gop_clip(dir.path());
+    let clip = small_gop_clip(dir.path(), 80);
     let run_args = |output: &Path, schedule: &str, report: &Path| {
         let mut args = common::run_args(
             &clip,
@@ -203,7 +179,7 @@ fn a_node_that_cannot_read_the_input_receives_one_copy_over_mpi() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = dir.path().join("inputs");
     std::fs::create_dir(&inputs).unwrap();
-    let clip = small_gop_clip(&inputs);
+    let clip = small_gop_clip(&inputs, 80);
     let hide = dir.path().join("hide.sh");
     std::fs::write(
         &hide,
@@ -265,7 +241,7 @@ fn a_corrupt_range_fails_the_job_naming_the_rank_and_the_frame() {
     // 48..64). Probing (by demuxing) cannot see it; the rank decoding it stops the job.
     let dir = tempfile::tempdir().unwrap();
     let damaged = dir.path().join("damaged.mp4");
-    damage_keyframe(&small_gop_clip(dir.path()), 4, &damaged);
+    damage_keyframe(&small_gop_clip(dir.path(), 80), 4, &damaged);
     let before = names_in(dir.path());
     let output = dir.path().join("out.mp4");
     let run = mpirun(

@@ -66,27 +66,6 @@ fn wrapper(dir: &Path, body: &str) -> PathBuf {
     bin
 }
 
-/// 48 frames of the sample clip at 160x120 with its audio, keyframes every 12 frames.
-fn clip(dir: &Path) -> PathBuf {
-    let clip = dir.join("clip.mp4");
-    ffmpeg(&[
-        "-i",
-        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
-        "-frames:v",
-        "48",
-        "-vf",
-        "scale=160:120",
-        "-c:v",
-        "libx264",
-        "-g",
-        "12",
-        "-c:a",
-        "copy",
-        clip.to_str().unwrap(),
-    ]);
-    clip
-}
-
 fn job(input: &Path, output: &Path, extra: &[&str]) -> Vec<String> {
     let mut options = vec!["--chunk-frames", "8"];
     options.extend(extra);
@@ -97,7 +76,7 @@ fn job(input: &Path, output: &Path, extra: &[&str]) -> Vec<String> {
 fn a_current_static_ffmpeg_runs_jobs_exactly_under_mpirun_too() {
     let dir = tempfile::tempdir().unwrap();
     let ffmpeg8 = build("8.0");
-    let input = clip(dir.path());
+    let input = small_gop_clip(dir.path(), 48);
     let plain = dir.path().join("plain.mp4");
     let (ok, stderr) =
         with_ffmpeg_from(&ffmpeg8, &mut stylemill_command(&job(&input, &plain, &[])));
@@ -136,7 +115,7 @@ fn an_ffmpeg_4_4_gets_only_options_that_4_4_knows() {
 esac
 exec "$REAL" "$@""#,
     );
-    let input = clip(dir.path());
+    let input = small_gop_clip(dir.path(), 48);
     let expected = dir.path().join("expected.mp4");
     let (ok, _, stderr) = stylemill(&job(&input, &expected, &[]));
     assert!(ok, "{stderr}");
@@ -150,7 +129,7 @@ exec "$REAL" "$@""#,
 #[test]
 fn an_ffmpeg_older_than_4_4_is_refused_naming_its_version() {
     let dir = tempfile::tempdir().unwrap();
-    let input = clip(dir.path());
+    let input = small_gop_clip(dir.path(), 48);
     let before = names_in(dir.path());
     let output = dir.path().join("out.mp4");
     let (ok, stderr) = with_ffmpeg_from(
@@ -174,7 +153,7 @@ fn an_ffmpeg_older_than_4_4_is_refused_naming_its_version() {
 #[test]
 fn an_ffmpeg_without_libx264_is_named_as_the_problem_not_the_input() {
     let dir = tempfile::tempdir().unwrap();
-    let input = clip(dir.path());
+    let input = small_gop_clip(dir.path(), 48);
     let without_x264 = wrapper(
         dir.path(),
         r#"for arg; do shift; [ "$arg" = libx264 ] && arg=libx264_not_built_in; set -- "$@" "$arg"; done

@@ -155,6 +155,31 @@ pub fn ffmpeg(args: &[&str]) {
     assert!(status.success(), "ffmpeg {args:?}");
 }
 
+/// The first `frames` frames of the sample clip at 160x120 with its audio, keyframes every 12
+/// frames (B-frames, closed GOPs), as encoders make them for editing: ranks seek to the
+/// keyframe before their range.
+pub fn small_gop_clip(dir: &std::path::Path, frames: usize) -> PathBuf {
+    let clip = dir.join(format!("gop12-{frames}.mp4"));
+    ffmpeg(&[
+        "-i",
+        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
+        "-frames:v",
+        &frames.to_string(),
+        "-vf",
+        "scale=160:120",
+        "-c:v",
+        "libx264",
+        "-g",
+        "12",
+        "-bf",
+        "3",
+        "-c:a",
+        "copy",
+        clip.to_str().unwrap(),
+    ]);
+    clip
+}
+
 /// Writes `clip` to `damaged` with the picture data of its `nth` keyframe (from 0) overwritten,
 /// leaving the packet sizes and slice headers intact: demuxing it succeeds, decoding fails.
 pub fn damage_keyframe(clip: &std::path::Path, nth: usize, damaged: &std::path::Path) {
