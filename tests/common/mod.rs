@@ -145,9 +145,18 @@ pub fn golden_manifest() -> Manifest {
     serde_json::from_str(&text).unwrap()
 }
 
+/// `ffmpeg` or `ffprobe` as the tests' own tool for making and checking clips: the machine's,
+/// from the directory STYLEMILL_TEST_TOOLS_DIR where scripts/test-ffmpeg-builds.sh puts another
+/// ffmpeg first on PATH for stylemill alone.
+pub fn tool(name: &str) -> std::process::Command {
+    let program = std::env::var_os("STYLEMILL_TEST_TOOLS_DIR")
+        .map_or_else(|| PathBuf::from(name), |dir| PathBuf::from(dir).join(name));
+    std::process::Command::new(program)
+}
+
 /// Runs ffmpeg quietly and asserts success (for making test clips).
 pub fn ffmpeg(args: &[&str]) {
-    let status = std::process::Command::new("ffmpeg")
+    let status = tool("ffmpeg")
         .args(["-v", "error", "-y", "-nostdin"])
         .args(args)
         .status()
@@ -183,7 +192,7 @@ pub fn small_gop_clip(dir: &std::path::Path, frames: usize) -> PathBuf {
 /// Writes `clip` to `damaged` with the picture data of its `nth` keyframe (from 0) overwritten,
 /// leaving the packet sizes and slice headers intact: demuxing it succeeds, decoding fails.
 pub fn damage_keyframe(clip: &std::path::Path, nth: usize, damaged: &std::path::Path) {
-    let listing = std::process::Command::new("ffprobe")
+    let listing = tool("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
         .args(["packet=pos,size,flags", "-of", "csv=p=0"])
         .arg(clip)
@@ -231,7 +240,7 @@ pub fn probe(path: &std::path::Path) -> Vec<Stream> {
     struct Probe {
         streams: Vec<Stream>,
     }
-    let output = std::process::Command::new("ffprobe")
+    let output = tool("ffprobe")
         .args([
             "-v",
             "error",
@@ -259,7 +268,7 @@ pub fn video_stream(streams: &[Stream]) -> &Stream {
 /// Decodes every frame of the first video stream as RGB8, resized to `size` with the filter
 /// stylemill uses for --scale.
 pub fn decode(path: &std::path::Path, size: FrameSize, scale: bool) -> Vec<Frame> {
-    let mut command = std::process::Command::new("ffmpeg");
+    let mut command = tool("ffmpeg");
     command.args(["-v", "error", "-nostdin", "-i"]).arg(path);
     command.args(["-map", "0:v:0", "-fps_mode", "passthrough"]);
     if scale {
