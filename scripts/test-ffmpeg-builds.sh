@@ -16,6 +16,6 @@ for version in "${versions[@]}"; do
     (
         export PATH="$PWD/target/ffmpeg-builds/$version/bin:$PATH"
         ffmpeg -version | head -n 1
-        cargo test --release --test video --test seek --test errors --test mpi
+        cargo test --release --test video --test inputs --test seek --test errors --test mpi
     )
 done

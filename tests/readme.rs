@@ -48,7 +48,10 @@ fn run_with_stand_ins(dir: &Path, command: &str, names: &[&str]) -> (bool, Strin
         let path = scripts.join(script);
         std::fs::write(
             &path,
-            format!("#!/bin/sh\necho \"scripts/{script}\" >> {}\n", log.display()),
+            format!(
+                "#!/bin/sh\necho \"scripts/{script}\" >> {}\n",
+                log.display()
+            ),
         )
         .unwrap();
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))

@@ -141,6 +141,7 @@ mod tests {
             video_stream: 0,
             codec: "h264".into(),
             size,
+            picture: Default::default(),
             frame_rate: crate::media::Rational { num: 30, den: 1 },
             frames,
             audio: Vec::new(),

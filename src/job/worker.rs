@@ -83,8 +83,8 @@ fn stylize_run(
                 Some(open) => open,
                 None => encoder.insert(ChunkEncoder::start(
                     &plan.output,
+                    &plan.input,
                     plan.size,
-                    plan.input.frame_rate,
                     chunk,
                     frame,
                     encode_dir,

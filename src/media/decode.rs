@@ -247,8 +247,15 @@ impl Process {
             .filter(|(t, _)| t.open_gops || !t.indexed)
             .map(|(t, p)| t.seek_points[p].pts);
         let tools = super::tools::tools()?;
-        // showinfo reports each frame's timestamp.
+        // showinfo reports each frame's timestamp; the frames are then turned upright.
         let mut filters = vec![tools.showinfo().to_string()];
+        filters.extend(
+            info.picture
+                .orientation
+                .filters()
+                .iter()
+                .map(|f| f.to_string()),
+        );
         if size != info.size {
             filters.push(format!(
                 "scale={}:{}:flags=lanczos",
@@ -256,7 +263,10 @@ impl Process {
             ));
         }
         let mut command = FfmpegCommand::new();
-        command.hide_banner().args(["-xerror", "-nostdin"]);
+        // Orientation is applied above, the same way by every ffmpeg version.
+        command
+            .hide_banner()
+            .args(["-xerror", "-nostdin", "-noautorotate"]);
         if let Some(seconds) = &seek {
             // An absolute timestamp, and no trimming: frames are identified here.
             command.args(["-seek_timestamp", "1", "-ss", seconds, "-noaccurate_seek"]);

@@ -5,7 +5,7 @@
 
 use super::output::{OutputKind, OutputSpec};
 use super::probe::VideoInfo;
-use super::{error_lines, file_url, summarize, MediaError, Rational};
+use super::{error_lines, file_url, summarize, MediaError};
 use crate::frame::{Frame, FrameSize};
 use ffmpeg_sidecar::command::FfmpegCommand;
 use std::io::Write;
@@ -53,12 +53,12 @@ fn work_dir_error(path: &Path, error: std::io::Error) -> MediaError {
 }
 
 impl ChunkEncoder {
-    /// Starts encoding chunk `index`, whose first frame is frame `first_frame` (0-based) of the
-    /// output, into `staging`.
+    /// Starts encoding chunk `index` of frames of `input` stylized at `size`, whose first frame is
+    /// frame `first_frame` (0-based) of the output, into `staging`.
     pub fn start(
         output: &OutputSpec,
+        input: &VideoInfo,
         size: FrameSize,
-        frame_rate: Rational,
         index: usize,
         first_frame: usize,
         work_dir: &Path,
@@ -75,8 +75,12 @@ impl ChunkEncoder {
             .format("rawvideo")
             .pix_fmt("rgb24")
             .args(["-video_size", &size.to_string()])
-            .args(["-framerate", &frame_rate.to_string()])
+            .args(["-framerate", &input.frame_rate.to_string()])
             .input("pipe:0");
+        if let Some(aspect) = input.picture.sample_aspect_ratio {
+            // The input's pixel shape: an anamorphic input displays at its own aspect ratio.
+            command.filter(format!("setsar={aspect}"));
+        }
         match &output.kind {
             OutputKind::Video { crf, pix_fmt, .. } => {
                 command

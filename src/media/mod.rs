@@ -5,6 +5,7 @@
 pub mod decode;
 pub mod encode;
 pub mod output;
+pub mod picture;
 pub mod probe;
 pub mod timeline;
 pub mod tools;
@@ -32,6 +33,8 @@ pub enum MediaError {
     NotAVideo { path: String, detail: String },
     #[error("{path} has no video stream; pass a file that contains video")]
     NoVideoStream { path: String },
+    #[error("{path} asks to be displayed turned by {degrees} degrees, which stylemill cannot reproduce (it handles turns by multiples of 90 degrees and mirroring); re-encode it upright with ffmpeg (`ffmpeg -i IN -vf rotate=... OUT`) and try again")]
+    UnsupportedRotation { path: String, degrees: f64 },
     #[error("{path} has a video stream with no frames; pass a video with at least one frame")]
     ZeroFrames { path: String },
     #[error("{path} is truncated or corrupt: the decoder failed ({detail}); re-download the file or re-encode it with ffmpeg")]

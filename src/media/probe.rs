@@ -4,6 +4,7 @@
 //! and the keyframes a rank may start decoding at ([`super::timeline`]). Whether the frames
 //! decode is checked by the ranks as they decode their ranges.
 
+use super::picture::{Orientation, Picture};
 use super::timeline::{Packet, Timeline};
 use super::{summarize, MediaError, Rational};
 use crate::frame::FrameSize;
@@ -27,7 +28,9 @@ pub struct VideoInfo {
     /// Absolute index of the first video stream.
     pub video_stream: usize,
     pub codec: String,
+    /// The frames' size as shown, after [`Picture::orientation`] turns them upright.
     pub size: FrameSize,
+    pub picture: Picture,
     pub frame_rate: Rational,
     pub frames: usize,
     pub audio: Vec<AudioStream>,
@@ -58,8 +61,16 @@ struct ProbeStream {
     time_base: Option<String>,
     r_frame_rate: Option<String>,
     avg_frame_rate: Option<String>,
+    sample_aspect_ratio: Option<String>,
     #[serde(default)]
     disposition: Disposition,
+    #[serde(default)]
+    side_data_list: Vec<SideData>,
+}
+
+#[derive(Deserialize)]
+struct SideData {
+    displaymatrix: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -108,10 +119,39 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
         .ok_or_else(|| MediaError::NoVideoStream {
             path: shown.clone(),
         })?;
-    let size = match (video.width, video.height) {
+    let stored = match (video.width, video.height) {
         (Some(width), Some(height)) if width > 0 && height > 0 => FrameSize { width, height },
         _ => return Err(not_a_video("the video stream has no frame size")),
     };
+    let orientation = match video
+        .side_data_list
+        .iter()
+        .find_map(|data| data.displaymatrix.as_deref())
+        .and_then(Orientation::parse_display_matrix)
+        .map(Orientation::from_display_matrix)
+    {
+        Some(Ok(orientation)) => orientation,
+        Some(Err(rotation)) => {
+            return Err(MediaError::UnsupportedRotation {
+                path: shown,
+                degrees: rotation.degrees,
+            })
+        }
+        None => Orientation::Upright,
+    };
+    let picture = Picture::new(orientation, video.sample_aspect_ratio.as_deref());
+    let size = match orientation.swaps_axes() {
+        true => FrameSize {
+            width: stored.height,
+            height: stored.width,
+        },
+        false => stored,
+    };
+    if orientation != Orientation::Upright {
+        log::info!(
+            "{shown}: the stored {stored} frames are shown {orientation}; they are stylized as shown, at {size}"
+        );
+    }
     let parse = |rate: &Option<String>| rate.as_deref().and_then(Rational::parse);
     let frame_rate = choose_frame_rate(parse(&video.r_frame_rate), parse(&video.avg_frame_rate))
         .ok_or_else(|| not_a_video("the video stream has no frame rate"))?;
@@ -159,6 +199,7 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
         video_stream: video.index,
         codec: video.codec_name.clone().unwrap_or_default(),
         size,
+        picture,
         frame_rate,
         frames,
         audio,

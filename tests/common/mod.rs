@@ -213,6 +213,23 @@ pub fn damage_keyframe(clip: &std::path::Path, nth: usize, damaged: &std::path::
     std::fs::write(damaged, bytes).unwrap();
 }
 
+/// Writes `clip`, an MP4 whose first track is its video, to `turned` with the display matrix
+/// `matrix` (row by row, 16.16 fixed point but the last column 2.30) in that track's header, as
+/// phones record video held upright or mirrored.
+pub fn with_display_matrix(clip: &std::path::Path, matrix: [i32; 9], turned: &std::path::Path) {
+    let mut bytes = std::fs::read(clip).unwrap();
+    let header = bytes
+        .windows(4)
+        .position(|window| window == b"tkhd")
+        .expect("a track header");
+    assert_eq!(bytes[header + 4], 0, "a version 0 track header");
+    let at = header + 44;
+    for (i, value) in matrix.iter().enumerate() {
+        bytes[at + 4 * i..at + 4 * i + 4].copy_from_slice(&value.to_be_bytes());
+    }
+    std::fs::write(turned, bytes).unwrap();
+}
+
 /// A stream as ffprobe reports it, frames counted by decoding.
 #[derive(serde::Deserialize, Debug)]
 pub struct Stream {
@@ -221,6 +238,10 @@ pub struct Stream {
     pub width: Option<usize>,
     pub height: Option<usize>,
     pub pix_fmt: Option<String>,
+    pub sample_aspect_ratio: Option<String>,
+    pub display_aspect_ratio: Option<String>,
+    #[serde(default)]
+    pub side_data_list: Vec<serde_json::Value>,
     pub r_frame_rate: String,
     pub duration: Option<String>,
     pub nb_read_frames: Option<String>,
