@@ -91,8 +91,8 @@ fn measure(dir: &Path) -> Costs {
     for (index, chunk) in frames.chunks(CHUNK).enumerate() {
         let mut encoder = ChunkEncoder::start(
             &output,
+            &info,
             size,
-            info.frame_rate,
             index,
             index * CHUNK,
             &chunks_dir,
