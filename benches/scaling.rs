@@ -94,7 +94,7 @@ fn measure(dir: &Path) -> Costs {
             &info,
             size,
             index,
-            index * CHUNK,
+            index * CHUNK..index * CHUNK + chunk.len(),
             &chunks_dir,
         )
         .expect("encoder");
@@ -111,8 +111,11 @@ fn measure(dir: &Path) -> Costs {
 
     let started = Instant::now();
     let joined = dir.join("joined.mp4");
-    let chunks = FRAMES.div_ceil(CHUNK);
-    assemble(&output, &info, chunks, &chunks_dir, dir, &joined, None).expect("joins");
+    let chunks: Vec<_> = (0..FRAMES)
+        .step_by(CHUNK)
+        .map(|start| start..(start + CHUNK).min(FRAMES))
+        .collect();
+    assemble(&output, &info, &chunks, &chunks_dir, dir, &joined).expect("joins");
     let join_s = started.elapsed().as_secs_f64() / FRAMES as f64;
 
     let net = load_style("mosaic").expect("shipped style");

@@ -1,7 +1,9 @@
 //! Videos as phones, cameras and editors make them, made here with ffmpeg: stored sideways or
-//! mirrored with a display matrix (every one of the eight right-angle turns and mirrors), and
-//! anamorphic (non-square pixels). The output must display as the input does: stylized upright,
-//! with the input's pixel shape.
+//! mirrored with a display matrix (every one of the eight right-angle turns and mirrors),
+//! anamorphic (non-square pixels), variable frame rate, 30000/1001 with the picture starting
+//! after the sound. The output must display as the input does: stylized upright, with the
+//! input's pixel shape, every frame at its input time, in step with the sound under any number
+//! of ranks.
 
 mod common;
 
@@ -149,4 +151,139 @@ fn anamorphic_video_keeps_its_pixel_shape_scaled_and_turned_too() {
     );
     assert_eq!(video.sample_aspect_ratio.as_deref(), Some("27:32"));
     assert_eq!(video.display_aspect_ratio.as_deref(), Some("81:128"));
+}
+
+/// The presentation times of stream `selector` (`v:0`, `a:0`) of `path`, in seconds, sorted.
+fn times(path: &Path, selector: &str) -> Vec<f64> {
+    let output = tool("ffprobe")
+        .args(["-v", "error", "-select_streams", selector])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let mut times: Vec<f64> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+/// Asserts that `output` shows every video frame at the time `input` does, and its sound
+/// starts and ends where the input's does against the picture.
+fn assert_timed_as(input: &Path, output: &Path, what: &str) {
+    let (wanted, got) = (times(input, "v:0"), times(output, "v:0"));
+    assert_eq!(got.len(), wanted.len(), "{what}: frames");
+    for (frame, (g, w)) in got.iter().zip(&wanted).enumerate() {
+        assert!(
+            (g - w).abs() < 1e-6,
+            "{what}: frame {frame} at {g} s, input at {w} s"
+        );
+    }
+    let (wanted_audio, got_audio) = (times(input, "a:0"), times(output, "a:0"));
+    let frame = 1.0 / 30.0;
+    assert!(
+        (got_audio[0] - wanted_audio[0]).abs() < frame,
+        "{what}: the sound starts at {} s, in the input at {} s",
+        got_audio[0],
+        wanted_audio[0]
+    );
+    let (got_end, wanted_end) = (got_audio.last().unwrap(), wanted_audio.last().unwrap());
+    assert!(
+        (got_end - wanted_end).abs() < frame,
+        "{what}: the sound ends at {got_end} s, in the input at {wanted_end} s"
+    );
+}
+
+/// Stylizes `input` once on one rank and once on three, in chunks of 8 frames; both outputs
+/// must be timed as the input and identical.
+fn assert_timed_under_any_ranks(dir: &Path, input: &Path) {
+    let single = dir.join("single.mp4");
+    stylize(input, &single, &["--chunk-frames", "8"]);
+    assert_timed_as(input, &single, "one rank");
+    let three = dir.join("three.mp4");
+    let output = mpirun_command(
+        3,
+        &run_args(input, &three, "mosaic", &["--chunk-frames", "8"]),
+    )
+    .output()
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(std::fs::read(&three).unwrap() == std::fs::read(&single).unwrap());
+}
+
+#[test]
+fn variable_frame_rate_keeps_every_frame_time_and_the_sound_in_step() {
+    let dir = tempfile::tempdir().unwrap();
+    // A second at 30 frames/s, then two at 10 (every third frame kept), with its sound.
+    let vfr = dir.path().join("vfr.mp4");
+    ffmpeg(&[
+        "-i",
+        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
+        "-t",
+        "3",
+        "-vf",
+        "scale=160:120,fps=30,select='lt(n\\,30)+not(mod(n-30\\,3))'",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-g",
+        "12",
+        "-c:a",
+        "aac",
+        vfr.to_str().unwrap(),
+    ]);
+    let input = times(&vfr, "v:0");
+    assert_eq!(input.len(), 50);
+    assert!((input[31] - input[30] - 0.1).abs() < 1e-3, "{input:?}");
+    assert_timed_under_any_ranks(dir.path(), &vfr);
+}
+
+#[test]
+fn ntsc_rate_stays_exact_and_a_late_picture_stays_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = media("rabbit320_h264_aac.mp4");
+    // 29.97 frames/s, then remuxed so that its picture starts 0.2 s after its sound.
+    let encoded = dir.path().join("encoded.mp4");
+    ffmpeg(&[
+        "-i",
+        sample.to_str().unwrap(),
+        "-t",
+        "2",
+        "-vf",
+        "scale=160:120,fps=30000/1001",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        encoded.to_str().unwrap(),
+    ]);
+    let ntsc = dir.path().join("ntsc.mp4");
+    let encoded = encoded.to_str().unwrap();
+    ffmpeg(&[
+        "-itsoffset",
+        "0.2",
+        "-i",
+        encoded,
+        "-i",
+        encoded,
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c",
+        "copy",
+        ntsc.to_str().unwrap(),
+    ]);
+    let (video, audio) = (times(&ntsc, "v:0"), times(&ntsc, "a:0"));
+    assert!(video[0] - audio[0] > 0.15, "{} {}", video[0], audio[0]);
+    assert_timed_under_any_ranks(dir.path(), &ntsc);
+    let streams = probe(&dir.path().join("single.mp4"));
+    assert_eq!(video_stream(&streams).r_frame_rate, "30000/1001");
 }

@@ -32,7 +32,7 @@ fn finished_chunks(dir: &Path) -> usize {
     }
     names_in(dir)
         .iter()
-        .filter(|n| n.starts_with("chunk-") && n.ends_with(".ts"))
+        .filter(|n| n.starts_with("chunk-") && n.ends_with(".nut"))
         .count()
 }
 

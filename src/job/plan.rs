@@ -145,6 +145,7 @@ mod tests {
             frame_rate: crate::media::Rational { num: 30, den: 1 },
             frames,
             audio: Vec::new(),
+            start_time: None,
             timeline: None,
         };
         Plan {

@@ -267,16 +267,14 @@ fn publish(plan: &Plan, work_dir: &Path, target: OutputTarget) -> Result<(), Job
     match &plan.output.kind {
         OutputKind::Video { .. } => {
             let name = "output";
-            let limited = plan.frames < plan.input.frames;
-            let duration = limited.then(|| plan.frames as f64 / plan.input.frame_rate.as_f64());
+            let chunks: Vec<_> = (0..plan.chunks()).map(|c| plan.chunk(c)).collect();
             assemble(
                 &plan.output,
                 &plan.input,
-                plan.chunks(),
+                &chunks,
                 work_dir,
                 target.staging_path(),
                 &target.staging_path().join(name),
-                duration,
             )?;
             target.publish_file(name)?;
         }

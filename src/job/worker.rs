@@ -86,7 +86,7 @@ fn stylize_run(
                     &plan.input,
                     plan.size,
                     chunk,
-                    frame,
+                    plan.chunk(chunk),
                     encode_dir,
                 )?),
             };

@@ -5,10 +5,12 @@
 
 use super::output::{OutputKind, OutputSpec};
 use super::probe::VideoInfo;
+use super::timing::Timing;
 use super::{error_lines, file_url, summarize, MediaError};
 use crate::frame::{Frame, FrameSize};
 use ffmpeg_sidecar::command::FfmpegCommand;
 use std::io::Write;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ChildStdin;
 use std::thread::JoinHandle;
@@ -20,12 +22,12 @@ const X264_PRESET: &str = "medium";
 /// Bitrate of audio that has to be re-encoded to AAC.
 const AAC_BITRATE: &str = "192k";
 
-/// The name of chunk `index`'s finished output in the work directory: an MPEG-TS segment for
-/// video, a directory of PNG frames for a frame sequence. It only ever exists complete: the
+/// The name of chunk `index`'s finished output in the work directory: a NUT segment (it keeps
+/// any time base exactly) for video, a directory of PNG frames for a frame sequence. It only ever exists complete: the
 /// encoder writes under [`partial_name`] and renames when done.
 pub fn chunk_name(index: usize, kind: &OutputKind) -> String {
     match kind {
-        OutputKind::Video { .. } => format!("chunk-{index:08}.ts"),
+        OutputKind::Video { .. } => format!("chunk-{index:08}.nut"),
         OutputKind::Images { .. } => format!("chunk-{index:08}"),
     }
 }
@@ -53,14 +55,14 @@ fn work_dir_error(path: &Path, error: std::io::Error) -> MediaError {
 }
 
 impl ChunkEncoder {
-    /// Starts encoding chunk `index` of frames of `input` stylized at `size`, whose first frame is
-    /// frame `first_frame` (0-based) of the output, into `staging`.
+    /// Starts encoding chunk `index`, frames `frames` of `input` stylized at `size`, into
+    /// `work_dir`.
     pub fn start(
         output: &OutputSpec,
         input: &VideoInfo,
         size: FrameSize,
         index: usize,
-        first_frame: usize,
+        frames: Range<usize>,
         work_dir: &Path,
     ) -> Result<ChunkEncoder, MediaError> {
         let partial = work_dir.join(partial_name(index, &output.kind));
@@ -77,25 +79,38 @@ impl ChunkEncoder {
             .args(["-video_size", &size.to_string()])
             .args(["-framerate", &input.frame_rate.to_string()])
             .input("pipe:0");
+        let timing = Timing::of(input);
+        let mut filters = Vec::new();
         if let Some(aspect) = input.picture.sample_aspect_ratio {
             // The input's pixel shape: an anamorphic input displays at its own aspect ratio.
-            command.filter(format!("setsar={aspect}"));
+            filters.push(format!("setsar={aspect}"));
+        }
+        if let OutputKind::Video { .. } = output.kind {
+            filters.extend(timing.chunk_filters(frames.clone()));
+        }
+        if !filters.is_empty() {
+            command.filter(filters.join(","));
         }
         match &output.kind {
             OutputKind::Video { crf, pix_fmt, .. } => {
+                if let Some(time_base) = timing.encoder_time_base() {
+                    command
+                        .args(["-enc_time_base", &time_base])
+                        .args(super::tools::tools()?.passthrough());
+                }
                 command
                     .codec_video("libx264")
                     .preset(X264_PRESET)
                     .crf(*crf as u32)
                     .pix_fmt(pix_fmt)
                     .args(["-threads", X264_THREADS])
-                    .format("mpegts")
+                    .format("nut")
                     .overwrite()
                     .output(file_url(&partial));
             }
             OutputKind::Images { pattern } => {
                 command
-                    .args(["-start_number", &(first_frame + 1).to_string()])
+                    .args(["-start_number", &(frames.start + 1).to_string()])
                     .codec_video("png")
                     .format("image2")
                     .output(file_url(&partial.join(pattern)));
@@ -178,29 +193,36 @@ impl Drop for ChunkEncoder {
     }
 }
 
-/// Joins the chunk segments of `work_dir` and muxes the input's audio into `destination`; the
-/// list of segments is written in `scratch`. `duration` (seconds) trims the audio when only the
-/// first frames were stylized.
+/// Joins the segments of `chunks` (their frames) in `work_dir` and muxes the input's audio
+/// into `destination`; the list of segments is written in `scratch`. When the chunks end before
+/// the input does, the audio is trimmed to them.
 pub fn assemble(
     output: &OutputSpec,
     input: &VideoInfo,
-    chunks: usize,
+    chunks: &[Range<usize>],
     work_dir: &Path,
     scratch: &Path,
     destination: &Path,
-    duration: Option<f64>,
 ) -> Result<(), MediaError> {
     let OutputKind::Video { container, .. } = &output.kind else {
         return Ok(());
     };
     // The concat demuxer's quoting: a quote inside a quoted path is written '\''.
     let quoted = |path: PathBuf| path.display().to_string().replace('\'', "'\\''");
-    let list: String = (0..chunks)
-        .map(|i| {
-            format!(
+    let timing = Timing::of(input);
+    let list: String = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, frames)| {
+            let file = format!(
                 "file '{}'\n",
                 quoted(work_dir.join(chunk_name(i, &output.kind)))
-            )
+            );
+            let next = chunks.get(i + 1).map(|next| next.start);
+            match next.and_then(|next| timing.chunk_duration(frames.start, next)) {
+                Some(seconds) => format!("{file}duration {seconds}\n"),
+                None => file,
+            }
         })
         .collect();
     let list_path: PathBuf = scratch.join("chunks.txt");
@@ -212,6 +234,7 @@ pub fn assemble(
     command
         .hide_banner()
         .args(["-nostdin"])
+        .args(["-itsoffset", &format!("{:.6}", timing.video_delay())])
         .format("concat")
         .args(["-safe", "0"])
         .input(file_url(&list_path))
@@ -237,7 +260,9 @@ pub fn assemble(
             ]);
         }
     }
-    if let Some(seconds) = duration {
+    let frames = chunks.last().map_or(0, |last| last.end);
+    if frames < input.frames {
+        let seconds = timing.video_delay() + timing.duration_of_first(frames);
         command.args(["-t", &format!("{seconds:.6}")]);
     }
     if matches!(

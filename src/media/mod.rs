@@ -8,6 +8,7 @@ pub mod output;
 pub mod picture;
 pub mod probe;
 pub mod timeline;
+pub mod timing;
 pub mod tools;
 
 use crate::shutdown::ChildGroup;

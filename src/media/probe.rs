@@ -34,6 +34,8 @@ pub struct VideoInfo {
     pub frame_rate: Rational,
     pub frames: usize,
     pub audio: Vec<AudioStream>,
+    /// Seconds at which the file starts (its earliest stream), as ffmpeg offsets it.
+    pub start_time: Option<f64>,
     /// Timestamps and seek points; `None` when the packets carry no usable timestamps (raw
     /// elementary streams), and ranks then decode from the first frame.
     pub timeline: Option<Timeline>,
@@ -49,6 +51,7 @@ struct ProbeOutput {
 #[derive(Deserialize)]
 struct ProbeFormat {
     format_name: Option<String>,
+    start_time: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +179,11 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
         return Err(MediaError::ZeroFrames { path: shown });
     }
     let time_base = video.time_base.as_deref().and_then(Rational::parse);
+    let start_time = probed
+        .format
+        .as_ref()
+        .and_then(|f| f.start_time.as_deref())
+        .and_then(|t| t.parse().ok());
     let format = probed
         .format
         .and_then(|f| f.format_name)
@@ -203,6 +211,7 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
         frame_rate,
         frames,
         audio,
+        start_time,
         timeline,
     })
 }
