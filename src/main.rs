@@ -9,6 +9,7 @@ use stylemill::cluster::{Cluster, Watchdog};
 use stylemill::engine::{Device, Precision};
 use stylemill::job::plan::Schedule;
 use stylemill::job::{self, JobError, RunOptions, WatchOptions};
+use stylemill::media::picture::DeinterlaceChoice;
 use stylemill::model::styles::SHIPPED;
 use stylemill::storage::{Location, StorageError, TransferSettings};
 
@@ -116,6 +117,10 @@ struct EncodeArgs {
     /// Frames a GPU stylizes at once.
     #[arg(long, default_value_t = 4)]
     batch: usize,
+    /// Deinterlace before stylizing: auto (the frames flagged interlaced, when the stream's
+    /// field order says interlaced), on (every frame), off.
+    #[arg(long, value_enum, default_value_t = DeinterlaceChoice::Auto)]
+    deinterlace: DeinterlaceChoice,
     /// Seconds a rank may make no progress before the job is stopped.
     #[arg(long, default_value_t = 300)]
     rank_timeout: u64,
@@ -279,6 +284,7 @@ fn job_options(
         pix_fmt: encode.pix_fmt,
         chunk_frames: encode.chunk_frames,
         schedule: encode.schedule,
+        deinterlace: encode.deinterlace,
         threads: style.threads,
         device: style.device,
         precision: style.precision,

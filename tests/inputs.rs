@@ -1,7 +1,7 @@
 //! Videos as phones, cameras and editors make them, made here with ffmpeg: stored sideways or
 //! mirrored with a display matrix (every one of the eight right-angle turns and mirrors),
 //! anamorphic (non-square pixels), variable frame rate, 30000/1001 with the picture starting
-//! after the sound. The output must display as the input does: stylized upright, with the
+//! after the sound, interlaced. The output must display as the input does: stylized upright, with the
 //! input's pixel shape, every frame at its input time, in step with the sound under any number
 //! of ranks.
 
@@ -196,12 +196,9 @@ fn assert_timed_as(input: &Path, output: &Path, what: &str) {
     );
 }
 
-/// Stylizes `input` once on one rank and once on three, in chunks of 8 frames; both outputs
-/// must be timed as the input and identical.
-fn assert_timed_under_any_ranks(dir: &Path, input: &Path) {
-    let single = dir.join("single.mp4");
-    stylize(input, &single, &["--chunk-frames", "8"]);
-    assert_timed_as(input, &single, "one rank");
+/// Stylizes `input` on three ranks in chunks of 8 frames into `three`; the output must be
+/// identical to `single`, made on one rank with the same chunks.
+fn assert_same_under_three_ranks(dir: &Path, input: &Path, single: &Path) {
     let three = dir.join("three.mp4");
     let output = mpirun_command(
         3,
@@ -214,7 +211,16 @@ fn assert_timed_under_any_ranks(dir: &Path, input: &Path) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(std::fs::read(&three).unwrap() == std::fs::read(&single).unwrap());
+    assert!(std::fs::read(&three).unwrap() == std::fs::read(single).unwrap());
+}
+
+/// Stylizes `input` once on one rank and once on three, in chunks of 8 frames; both outputs
+/// must be timed as the input and identical.
+fn assert_timed_under_any_ranks(dir: &Path, input: &Path) {
+    let single = dir.join("single.mp4");
+    stylize(input, &single, &["--chunk-frames", "8"]);
+    assert_timed_as(input, &single, "one rank");
+    assert_same_under_three_ranks(dir, input, &single);
 }
 
 #[test]
@@ -286,4 +292,80 @@ fn ntsc_rate_stays_exact_and_a_late_picture_stays_late() {
     assert_timed_under_any_ranks(dir.path(), &ntsc);
     let streams = probe(&dir.path().join("single.mp4"));
     assert_eq!(video_stream(&streams).r_frame_rate, "30000/1001");
+}
+
+#[test]
+fn interlaced_video_is_deinterlaced_before_stylizing_the_same_under_any_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    // 30 interlaced frames/s from 60 progressive ones (each field from its own moment, so that
+    // motion combs), top field first, keyframes every 8 frames.
+    let interlaced = dir.path().join("interlaced.mp4");
+    ffmpeg(&[
+        "-i",
+        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
+        "-t",
+        "1",
+        "-vf",
+        "scale=160:120,fps=60,interlace=scan=tff",
+        "-flags",
+        "+ilme+ildct",
+        "-top",
+        "1",
+        "-c:v",
+        "libx264",
+        "-g",
+        "8",
+        "-an",
+        interlaced.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        video_stream(&probe(&interlaced)).field_order.as_deref(),
+        Some("tt")
+    );
+    // What the network should see: ffmpeg's bwdif of every frame, kept losslessly.
+    let deinterlaced = dir.path().join("deinterlaced.mp4");
+    ffmpeg(&[
+        "-i",
+        interlaced.to_str().unwrap(),
+        "-vf",
+        "bwdif=mode=send_frame:parity=auto:deint=interlaced",
+        "-c:v",
+        "libx264",
+        "-qp",
+        "0",
+        deinterlaced.to_str().unwrap(),
+    ]);
+    let single = dir.path().join("single.mp4");
+    let stderr = stylize(&interlaced, &single, &["--chunk-frames", "8"]);
+    assert!(
+        stderr.contains("the video is interlaced; its frames are deinterlaced"),
+        "{stderr}"
+    );
+    let expected = dir.path().join("expected.mp4");
+    stylize(&deinterlaced, &expected, &["--chunk-frames", "8"]);
+    let size = FrameSize {
+        width: 160,
+        height: 120,
+    };
+    let (got, wanted) = (decode(&single, size, false), decode(&expected, size, false));
+    assert_eq!(got.len(), 30);
+    assert!(
+        got.iter().zip(&wanted).all(|(g, w)| g.data == w.data),
+        "the stylized frames are not those of the deinterlaced input"
+    );
+    let video = video_stream(&probe(&single)).field_order.clone();
+    assert_eq!(video.as_deref(), Some("progressive"));
+    // Chunks start at keyframes: a rank must still decode the frame before its range.
+    assert_same_under_three_ranks(dir.path(), &interlaced, &single);
+    let combed = dir.path().join("combed.mp4");
+    let stderr = stylize(
+        &interlaced,
+        &combed,
+        &["--chunk-frames", "8", "--deinterlace", "off"],
+    );
+    assert!(
+        stderr.contains("--deinterlace off keeps its frames"),
+        "{stderr}"
+    );
+    assert!(decode(&combed, size, false)[5].data != got[5].data);
 }

@@ -86,7 +86,23 @@ pub fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError>
     let weights = style_bytes(&options.style)?;
     let net = TransformerNet::from_bytes(&weights, &options.style)?;
     let input = fetch(&options.input)?;
-    let info = probe::probe(input.path(), &options.input.shown())?;
+    let mut info = probe::probe(input.path(), &options.input.shown())?;
+    info.picture.deinterlace(options.deinterlace);
+    match (info.picture.interlaced, info.picture.deinterlacing.filter()) {
+        (true, Some(_)) => log::info!(
+            "{}: the video is interlaced; its frames are deinterlaced (bwdif, one frame per frame) before stylizing, and the output is progressive",
+            options.input.shown()
+        ),
+        (true, None) => log::info!(
+            "{}: the video is flagged interlaced but --deinterlace off keeps its frames as they are",
+            options.input.shown()
+        ),
+        (false, Some(_)) => log::info!(
+            "{}: every frame is deinterlaced (--deinterlace on)",
+            options.input.shown()
+        ),
+        (false, None) => {}
+    }
     let input_identity = FileIdentity::of(input.path()).map_err(|e| MediaError::NotAVideo {
         path: options.input.shown(),
         detail: e.to_string(),

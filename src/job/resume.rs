@@ -1,13 +1,14 @@
 //! Resuming after a failure. With `--work-dir`, every finished chunk stays in the work directory
 //! (each appears only complete, by rename), beside a manifest saying which job it belongs to:
-//! the input, the style, the frame size, the frame count, the chunking, the output settings and
-//! the stylemill version. A rerun of the same command computes only the chunks that are missing;
+//! the input, the style, the frame size, the frame count, the chunking, the output settings, the
+//! deinterlacing and the stylemill version. A rerun of the same command computes only the chunks that are missing;
 //! a work directory holding another job's chunks is refused (or cleared with `--restart`).
 
 use super::JobError;
 use crate::frame::FrameSize;
 use crate::media::encode::chunk_name;
 use crate::media::output::OutputKind;
+use crate::media::picture::Deinterlacing;
 use crate::media::probe::VideoInfo;
 use crate::storage::FileIdentity;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,8 @@ pub struct Manifest {
     pub frames: usize,
     pub chunk_frames: usize,
     pub output: OutputKind,
+    #[serde(default)]
+    pub deinterlacing: Deinterlacing,
 }
 
 fn io_error(dir: &Path) -> impl Fn(std::io::Error) -> JobError + '_ {
@@ -56,6 +59,7 @@ impl Manifest {
             frames,
             chunk_frames,
             output: output.clone(),
+            deinterlacing: input.picture.deinterlacing,
         }
     }
 
@@ -75,6 +79,8 @@ impl Manifest {
             Some("another --chunk-frames")
         } else if self.output != other.output {
             Some("other output settings")
+        } else if self.deinterlacing != other.deinterlacing {
+            Some("another --deinterlace")
         } else {
             None
         }

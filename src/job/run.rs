@@ -18,6 +18,7 @@ use crate::cluster::{self, Cluster, Watchdog, ROOT};
 use crate::engine::{create_engine, Device, Engine, Precision};
 use crate::media::encode::{assemble, chunk_name};
 use crate::media::output::OutputKind;
+use crate::media::picture::DeinterlaceChoice;
 use crate::model::TransformerNet;
 use crate::storage::{FileIdentity, Location, OutputTarget, Staging, TransferSettings};
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,7 @@ pub struct RunOptions {
     pub pix_fmt: Option<String>,
     pub chunk_frames: usize,
     pub schedule: Schedule,
+    pub deinterlace: DeinterlaceChoice,
     pub threads: Option<usize>,
     pub device: Device,
     pub precision: Precision,

@@ -62,10 +62,14 @@ impl<'a> Decoder<'a> {
         range: Range<usize>,
         size: FrameSize,
     ) -> Result<Decoder<'a>, MediaError> {
+        // A deinterlacer reads the frame before: it must be decoded too.
+        let first_needed = range
+            .start
+            .saturating_sub(info.picture.deinterlacing.frames_before());
         let start_point = info
             .timeline
             .as_ref()
-            .and_then(|t| t.seek_point_for(range.start));
+            .and_then(|t| t.seek_point_for(first_needed));
         let process = Process::start(info, path, size, start_point)?;
         Ok(Decoder {
             info,
@@ -247,15 +251,10 @@ impl Process {
             .filter(|(t, _)| t.open_gops || !t.indexed)
             .map(|(t, p)| t.seek_points[p].pts);
         let tools = super::tools::tools()?;
-        // showinfo reports each frame's timestamp; the frames are then turned upright.
+        // showinfo reports each frame's timestamp; the frames are then deinterlaced and turned
+        // upright as the input asks.
         let mut filters = vec![tools.showinfo().to_string()];
-        filters.extend(
-            info.picture
-                .orientation
-                .filters()
-                .iter()
-                .map(|f| f.to_string()),
-        );
+        filters.extend(info.picture.filters().map(str::to_string));
         if size != info.size {
             filters.push(format!(
                 "scale={}:{}:flags=lanczos",

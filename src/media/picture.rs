@@ -1,6 +1,8 @@
 //! How the input's pictures are meant to be shown, beyond their pixels: the display matrix
-//! (phones store portrait video sideways with a rotation; editors add flips) and the sample
-//! aspect ratio (anamorphic DV, DVD and broadcast video). The network is not rotation-invariant,
+//! (phones store portrait video sideways with a rotation; editors add flips), the sample
+//! aspect ratio (anamorphic DV, DVD and broadcast video) and interlacing (camera and broadcast
+//! video: stylizing combed frames spoils them, so they are deinterlaced first, with bwdif,
+//! one output frame per input frame so that timestamps and frame counts stay). The network is not rotation-invariant,
 //! so frames are decoded upright with ffmpeg filters chosen here, the same way on every ffmpeg
 //! version (ffmpeg's own autorotation is turned off: before 7.0 it ignores flips), and the
 //! output is written upright with no matrix and with the input's sample aspect ratio, so that
@@ -129,18 +131,94 @@ impl std::fmt::Display for Orientation {
     }
 }
 
+/// `--deinterlace`: whether frames are deinterlaced before stylizing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DeinterlaceChoice {
+    /// The frames flagged interlaced, when the stream says its fields are interlaced.
+    #[default]
+    Auto,
+    /// Every frame, whatever the stream says (for interlaced video flagged progressive).
+    On,
+    /// None (for progressive video flagged interlaced).
+    Off,
+}
+
+/// Which frames the decoder deinterlaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Deinterlacing {
+    #[default]
+    None,
+    FlaggedFrames,
+    AllFrames,
+}
+
+impl Deinterlacing {
+    /// The deinterlacing filter: bwdif, one frame out per frame in (`send_frame`), each made
+    /// from its own fields and its neighbours'.
+    pub fn filter(self) -> Option<&'static str> {
+        match self {
+            Deinterlacing::None => None,
+            Deinterlacing::FlaggedFrames => {
+                Some("bwdif=mode=send_frame:parity=auto:deint=interlaced")
+            }
+            Deinterlacing::AllFrames => Some("bwdif=mode=send_frame:parity=auto:deint=all"),
+        }
+    }
+
+    /// Frames before a decoded frame that the filter reads: a decoder must start that many
+    /// frames before its range for the range to come out as from a decode of the whole video.
+    pub fn frames_before(self) -> usize {
+        match self {
+            Deinterlacing::None => 0,
+            _ => 1,
+        }
+    }
+}
+
+/// Whether a stream's `field_order` (ffprobe: `progressive`, `tt`, `bb`, `tb`, `bt`) says
+/// its frames are interlaced.
+pub fn is_interlaced(field_order: Option<&str>) -> bool {
+    matches!(field_order, Some("tt" | "bb" | "tb" | "bt"))
+}
+
 /// How the input's frames are shown: turned by `orientation`, with pixels `sample_aspect_ratio`
-/// wide for 1 tall (after turning; `None` for square or unknown).
+/// wide for 1 tall (after turning; `None` for square or unknown), and whether they are
+/// interlaced and deinterlaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Picture {
     pub orientation: Orientation,
     pub sample_aspect_ratio: Option<Rational>,
+    pub interlaced: bool,
+    pub deinterlacing: Deinterlacing,
 }
 
 impl Picture {
-    /// From the stored stream's display matrix and sample aspect ratio (as ffprobe gives it,
-    /// `32:27`; `0:1`, `1:1` and absent mean square).
-    pub fn new(orientation: Orientation, stored_aspect: Option<&str>) -> Picture {
+    /// Decides the deinterlacing for `choice`.
+    pub fn deinterlace(&mut self, choice: DeinterlaceChoice) {
+        self.deinterlacing = match choice {
+            DeinterlaceChoice::Auto if self.interlaced => Deinterlacing::FlaggedFrames,
+            DeinterlaceChoice::Auto | DeinterlaceChoice::Off => Deinterlacing::None,
+            DeinterlaceChoice::On => Deinterlacing::AllFrames,
+        };
+    }
+
+    /// ffmpeg filters that turn a decoded frame into the one stylized (before any scaling):
+    /// deinterlaced (on its stored rows) and then turned upright.
+    pub fn filters(&self) -> impl Iterator<Item = &'static str> {
+        self.deinterlacing
+            .filter()
+            .into_iter()
+            .chain(self.orientation.filters().iter().copied())
+    }
+
+    /// From the stored stream's display matrix, sample aspect ratio (as ffprobe gives it,
+    /// `32:27`; `0:1`, `1:1` and absent mean square) and field order; not deinterlaced until
+    /// [`Picture::deinterlace`] decides.
+    pub fn new(
+        orientation: Orientation,
+        stored_aspect: Option<&str>,
+        field_order: Option<&str>,
+    ) -> Picture {
         let stored = stored_aspect
             .and_then(|text| Rational::parse(&text.replace(':', "/")))
             .filter(|ratio| ratio.num != ratio.den);
@@ -154,6 +232,8 @@ impl Picture {
         Picture {
             orientation,
             sample_aspect_ratio,
+            interlaced: is_interlaced(field_order),
+            deinterlacing: Deinterlacing::None,
         }
     }
 }
@@ -201,12 +281,12 @@ mod tests {
 
     #[test]
     fn the_aspect_ratio_turns_with_the_picture() {
-        let tall = Picture::new(Orientation::Clockwise, Some("32:27"));
+        let tall = Picture::new(Orientation::Clockwise, Some("32:27"), None);
         assert_eq!(
             tall.sample_aspect_ratio,
             Some(Rational { num: 27, den: 32 })
         );
-        let wide = Picture::new(Orientation::UpsideDown, Some("32:27"));
+        let wide = Picture::new(Orientation::UpsideDown, Some("32:27"), None);
         assert_eq!(
             wide.sample_aspect_ratio,
             Some(Rational { num: 32, den: 27 })

@@ -65,6 +65,7 @@ struct ProbeStream {
     r_frame_rate: Option<String>,
     avg_frame_rate: Option<String>,
     sample_aspect_ratio: Option<String>,
+    field_order: Option<String>,
     #[serde(default)]
     disposition: Disposition,
     #[serde(default)]
@@ -142,7 +143,11 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
         }
         None => Orientation::Upright,
     };
-    let picture = Picture::new(orientation, video.sample_aspect_ratio.as_deref());
+    let picture = Picture::new(
+        orientation,
+        video.sample_aspect_ratio.as_deref(),
+        video.field_order.as_deref(),
+    );
     let size = match orientation.swaps_axes() {
         true => FrameSize {
             width: stored.height,

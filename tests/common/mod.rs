@@ -240,6 +240,7 @@ pub struct Stream {
     pub pix_fmt: Option<String>,
     pub sample_aspect_ratio: Option<String>,
     pub display_aspect_ratio: Option<String>,
+    pub field_order: Option<String>,
     #[serde(default)]
     pub side_data_list: Vec<serde_json::Value>,
     pub r_frame_rate: String,
