@@ -291,13 +291,29 @@ mod tests {
             wide.sample_aspect_ratio,
             Some(Rational { num: 32, den: 27 })
         );
+        let square = |text| Picture::new(Orientation::Upright, Some(text), None);
+        assert_eq!(square("1:1").sample_aspect_ratio, None);
+        assert_eq!(square("0:1").sample_aspect_ratio, None);
+    }
+
+    #[test]
+    fn interlaced_streams_are_deinterlaced_before_turning_unless_told_otherwise() {
+        let mut picture = Picture::new(Orientation::Clockwise, None, Some("tt"));
+        picture.deinterlace(DeinterlaceChoice::Auto);
+        let filters: Vec<_> = picture.filters().collect();
         assert_eq!(
-            Picture::new(Orientation::Upright, Some("1:1")).sample_aspect_ratio,
-            None
+            filters,
+            [
+                "bwdif=mode=send_frame:parity=auto:deint=interlaced",
+                "transpose=clock"
+            ]
         );
-        assert_eq!(
-            Picture::new(Orientation::Upright, Some("0:1")).sample_aspect_ratio,
-            None
-        );
+        picture.deinterlace(DeinterlaceChoice::Off);
+        assert_eq!(picture.filters().count(), 1);
+        let mut progressive = Picture::new(Orientation::Upright, None, Some("progressive"));
+        progressive.deinterlace(DeinterlaceChoice::Auto);
+        assert_eq!(progressive.deinterlacing, Deinterlacing::None);
+        progressive.deinterlace(DeinterlaceChoice::On);
+        assert_eq!(progressive.deinterlacing, Deinterlacing::AllFrames);
     }
 }
