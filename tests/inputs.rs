@@ -1,7 +1,8 @@
 //! Videos as phones, cameras and editors make them, made here with ffmpeg: stored sideways or
 //! mirrored with a display matrix (every one of the eight right-angle turns and mirrors),
 //! anamorphic (non-square pixels), variable frame rate, 30000/1001 with the picture starting
-//! after the sound, interlaced. The output must display as the input does: stylized upright, with the
+//! after the sound, interlaced, tagged with their colour (BT.709, full range), untagged HD,
+//! HDR, 10-bit. The output must display as the input does: stylized upright, with the
 //! input's pixel shape, every frame at its input time, in step with the sound under any number
 //! of ranks.
 
@@ -368,4 +369,226 @@ fn interlaced_video_is_deinterlaced_before_stylizing_the_same_under_any_ranks() 
         "{stderr}"
     );
     assert!(decode(&combed, size, false)[5].data != got[5].data);
+}
+
+/// The first frame of `path` as RGB24, converted with the YUV `matrix` (ffmpeg's scale filter
+/// name) and `range`.
+fn first_frame_rgb(path: &Path, matrix: &str, range: &str) -> Vec<u8> {
+    let output = tool("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args(["-frames:v", "1", "-vf"])
+        .arg(format!(
+            "scale=flags=bicubic:in_color_matrix={matrix}:in_range={range},format=rgb24"
+        ))
+        .args(["-f", "rawvideo", "-"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    output.stdout
+}
+
+fn colour_tags(stream: &Stream) -> [Option<&str>; 4] {
+    [
+        stream.color_space.as_deref(),
+        stream.color_primaries.as_deref(),
+        stream.color_transfer.as_deref(),
+        stream.color_range.as_deref(),
+    ]
+}
+
+#[test]
+fn colour_is_converted_with_the_input_matrix_and_range_both_ways_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    // (tags, the scale filter's name for the matrix, range)
+    let cases = [
+        (["bt709", "bt709", "bt709", "tv"], "bt709", "tv"),
+        (
+            ["smpte170m", "smpte170m", "smpte170m", "pc"],
+            "smpte170m",
+            "pc",
+        ),
+    ];
+    for ([matrix, primaries, transfer, range], scale_matrix, scale_range) in cases {
+        let name = format!("{matrix}-{range}");
+        let tagged = dir.path().join(format!("{name}.mp4"));
+        ffmpeg(&[
+            "-i",
+            media("rabbit320_h264_aac.mp4").to_str().unwrap(),
+            "-frames:v",
+            "2",
+            "-vf",
+            &format!("scale=160:120:out_color_matrix={scale_matrix}:out_range={scale_range},format=yuv444p"),
+            "-colorspace",
+            matrix,
+            "-color_primaries",
+            primaries,
+            "-color_trc",
+            transfer,
+            "-color_range",
+            range,
+            "-c:v",
+            "libx264",
+            "-qp",
+            "0",
+            tagged.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            colour_tags(video_stream(&probe(&tagged))),
+            [Some(matrix), Some(primaries), Some(transfer), Some(range)]
+        );
+        // The network's own output for the frame as its tags say to read it.
+        let frame = dir.path().join(format!("{name}.png"));
+        let rgb = first_frame_rgb(&tagged, scale_matrix, scale_range);
+        image::save_buffer(&frame, &rgb, 160, 120, image::ColorType::Rgb8).unwrap();
+        let styled = dir.path().join(format!("{name}-styled.png"));
+        let (ok, _, stderr) = stylemill(&[
+            "image",
+            frame.to_str().unwrap(),
+            styled.to_str().unwrap(),
+            "--style",
+            "mosaic",
+        ]);
+        assert!(ok, "{stderr}");
+        let expected = read_png(&styled).data;
+        let output = dir.path().join(format!("{name}-out.mp4"));
+        let stderr = stylize(
+            &tagged,
+            &output,
+            &["--limit", "1", "--crf", "0", "--pix-fmt", "yuv444p"],
+        );
+        assert!(
+            stderr.contains(&format!(
+                "colour matrix {matrix}, primaries {primaries}, transfer {transfer}"
+            )),
+            "{stderr}"
+        );
+        assert_eq!(
+            colour_tags(video_stream(&probe(&output))),
+            [Some(matrix), Some(primaries), Some(transfer), Some(range)],
+            "{name}: the output keeps the input's colour tags"
+        );
+        let read_as_tagged = psnr(
+            &first_frame_rgb(&output, scale_matrix, scale_range),
+            &expected,
+        );
+        assert!(
+            read_as_tagged > 40.0,
+            "{name}: {read_as_tagged:.1} dB from the network's output"
+        );
+        let other = if scale_matrix == "bt709" {
+            "smpte170m"
+        } else {
+            "bt709"
+        };
+        let read_otherwise = psnr(&first_frame_rgb(&output, other, scale_range), &expected);
+        assert!(
+            read_as_tagged > read_otherwise + 3.0,
+            "{name}: {read_as_tagged:.1} dB as tagged, {read_otherwise:.1} dB with another matrix"
+        );
+    }
+}
+
+#[test]
+fn untagged_hd_video_is_read_as_bt709_and_tagged_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let untagged = dir.path().join("untagged-720p.mp4");
+    ffmpeg(&[
+        "-i",
+        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
+        "-frames:v",
+        "2",
+        "-vf",
+        "scale=1280:720",
+        "-c:v",
+        "libx264",
+        "-bsf:v",
+        "h264_metadata=video_full_range_flag=0:colour_primaries=2:transfer_characteristics=2:matrix_coefficients=2",
+        untagged.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        colour_tags(video_stream(&probe(&untagged)))[..3],
+        [None, None, None]
+    );
+    let output = dir.path().join("out.mp4");
+    let stderr = stylize(&untagged, &output, &["--scale", "4"]);
+    assert!(
+        stderr.contains("colour matrix bt709, primaries bt709, transfer bt709, limited range (matrix, primaries, transfer not tagged in the file"),
+        "{stderr}"
+    );
+    assert_eq!(
+        colour_tags(video_stream(&probe(&output))),
+        [Some("bt709"), Some("bt709"), Some("bt709"), Some("tv")]
+    );
+}
+
+#[test]
+fn hdr_video_is_refused_with_a_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let hdr = dir.path().join("hdr.mp4");
+    ffmpeg(&[
+        "-i",
+        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
+        "-frames:v",
+        "2",
+        "-pix_fmt",
+        "yuv420p10le",
+        "-colorspace",
+        "bt2020nc",
+        "-color_primaries",
+        "bt2020",
+        "-color_trc",
+        "smpte2084",
+        "-c:v",
+        "libx264",
+        hdr.to_str().unwrap(),
+    ]);
+    let before = names_in(dir.path());
+    let output = dir.path().join("out.mp4");
+    let (ok, _, stderr) = stylemill(&run_args(&hdr, &output, "mosaic", &[]));
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "is HDR video (transfer PQ (SMPTE ST 2084)), which stylemill does not tone-map"
+        ) && stderr.contains("convert it to SDR first"),
+        "{stderr}"
+    );
+    assert_eq!(names_in(dir.path()), before);
+}
+
+#[test]
+fn ten_bit_input_says_what_the_output_will_be_and_ten_bit_output_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let ten_bit = dir.path().join("ten-bit.mkv");
+    ffmpeg(&[
+        "-i",
+        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
+        "-frames:v",
+        "3",
+        "-vf",
+        "scale=160:120",
+        "-pix_fmt",
+        "yuv420p10le",
+        "-c:v",
+        "libx264",
+        ten_bit.to_str().unwrap(),
+    ]);
+    let output = dir.path().join("eight.mp4");
+    let stderr = stylize(&ten_bit, &output, &[]);
+    assert!(
+        stderr.contains("the video is 10-bit (yuv420p10le); it is stylized as 8-bit RGB and written as yuv420p (--pix-fmt yuv420p10le writes 10-bit)"),
+        "{stderr}"
+    );
+    for pix_fmt in ["yuv420p10le", "yuv444p10le"] {
+        let output = dir.path().join(format!("{pix_fmt}.mp4"));
+        let stderr = stylize(&ten_bit, &output, &["--pix-fmt", pix_fmt]);
+        assert!(
+            stderr.contains(&format!("written as {pix_fmt}")),
+            "{stderr}"
+        );
+        let streams = probe(&output);
+        let video = video_stream(&streams);
+        assert_eq!(video.pix_fmt.as_deref(), Some(pix_fmt));
+        assert_eq!(video.frames(), 3);
+    }
 }

@@ -8,6 +8,7 @@ use super::run::RunOptions;
 use super::JobError;
 use crate::engine::check_frame_size;
 use crate::media::output::{OutputKind, OutputSpec};
+use crate::media::probe::VideoInfo;
 use crate::media::{probe, tools, MediaError};
 use crate::model::styles::style_bytes;
 use crate::model::TransformerNet;
@@ -110,6 +111,7 @@ pub fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError>
     let size = scaled_size(info.size, options.scale);
     check_frame_size(size)?;
     output.fit_to_size(size.width, size.height)?;
+    log_colour(&options.input.shown(), &info, &output);
     let frames = options
         .limit
         .map_or(info.frames, |limit| limit.min(info.frames));
@@ -172,4 +174,31 @@ pub fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError>
         input,
         work,
     })
+}
+
+/// Says how the input's colour is read and what the output keeps of it.
+fn log_colour(shown: &str, info: &VideoInfo, output: &OutputSpec) {
+    let colour = &info.colour;
+    if colour.assumed.is_empty() {
+        log::info!(
+            "{shown}: colour {colour}, used to convert to RGB and back and kept for the output"
+        );
+    } else {
+        log::info!(
+            "{shown}: colour {colour} ({} not tagged in the file, so assumed as players assume for its size), used to convert to RGB and back and tagged on the output",
+            colour.assumed.join(", ")
+        );
+    }
+    if info.bit_depth > 8 {
+        let written = match &output.kind {
+            OutputKind::Video { pix_fmt, .. } => pix_fmt.as_str(),
+            OutputKind::Images { .. } => "rgb24 PNG",
+        };
+        log::info!(
+            "{shown}: the video is {}-bit ({}); it is stylized as 8-bit RGB and written as {written}{}",
+            info.bit_depth,
+            info.pix_fmt,
+            if written.contains("10") { "" } else { " (--pix-fmt yuv420p10le writes 10-bit)" }
+        );
+    }
 }

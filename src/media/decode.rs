@@ -255,12 +255,8 @@ impl Process {
         // upright as the input asks.
         let mut filters = vec![tools.showinfo().to_string()];
         filters.extend(info.picture.filters().map(str::to_string));
-        if size != info.size {
-            filters.push(format!(
-                "scale={}:{}:flags=lanczos",
-                size.width, size.height
-            ));
-        }
+        let resize = (size != info.size).then_some(size);
+        filters.extend(info.colour.to_rgb_filters(resize));
         let mut command = FfmpegCommand::new();
         // Orientation is applied above, the same way by every ffmpeg version.
         command

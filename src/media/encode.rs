@@ -85,7 +85,9 @@ impl ChunkEncoder {
             // The input's pixel shape: an anamorphic input displays at its own aspect ratio.
             filters.push(format!("setsar={aspect}"));
         }
-        if let OutputKind::Video { .. } = output.kind {
+        if let OutputKind::Video { pix_fmt, .. } = &output.kind {
+            // RGB back to YUV with the input's matrix and range, as it was decoded.
+            filters.extend(input.colour.from_rgb_filters(pix_fmt));
             filters.extend(timing.chunk_filters(frames.clone()));
         }
         if !filters.is_empty() {
@@ -93,6 +95,7 @@ impl ChunkEncoder {
         }
         match &output.kind {
             OutputKind::Video { crf, pix_fmt, .. } => {
+                command.args(input.colour.tags());
                 if let Some(time_base) = timing.encoder_time_base() {
                     command
                         .args(["-enc_time_base", &time_base])

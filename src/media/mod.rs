@@ -2,6 +2,7 @@
 //! assembling the output with the input's audio. The system ffmpeg is driven through
 //! ffmpeg-sidecar; nothing is downloaded.
 
+pub mod colour;
 pub mod decode;
 pub mod encode;
 pub mod output;
@@ -36,6 +37,11 @@ pub enum MediaError {
     NoVideoStream { path: String },
     #[error("{path} asks to be displayed turned by {degrees} degrees, which stylemill cannot reproduce (it handles turns by multiples of 90 degrees and mirroring); re-encode it upright with ffmpeg (`ffmpeg -i IN -vf rotate=... OUT`) and try again")]
     UnsupportedRotation { path: String, degrees: f64 },
+    #[error("{path} is HDR video (transfer {transfer}), which stylemill does not tone-map: stylizing its values as SDR would wash it out; convert it to SDR first (for example `ffmpeg -i IN -vf zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=hable,zscale=t=bt709:m=bt709:r=tv,format=yuv420p OUT`) and try again")]
+    Hdr {
+        path: String,
+        transfer: &'static str,
+    },
     #[error("{path} has a video stream with no frames; pass a video with at least one frame")]
     ZeroFrames { path: String },
     #[error("{path} is truncated or corrupt: the decoder failed ({detail}); re-download the file or re-encode it with ffmpeg")]

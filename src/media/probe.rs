@@ -4,6 +4,7 @@
 //! and the keyframes a rank may start decoding at ([`super::timeline`]). Whether the frames
 //! decode is checked by the ranks as they decode their ranges.
 
+use super::colour::{Colour, ColourTags};
 use super::picture::{Orientation, Picture};
 use super::timeline::{Packet, Timeline};
 use super::{summarize, MediaError, Rational};
@@ -31,6 +32,10 @@ pub struct VideoInfo {
     /// The frames' size as shown, after [`Picture::orientation`] turns them upright.
     pub size: FrameSize,
     pub picture: Picture,
+    pub colour: Colour,
+    /// The decoder's pixel format (`yuv420p10le`) and bits per component.
+    pub pix_fmt: String,
+    pub bit_depth: u32,
     pub frame_rate: Rational,
     pub frames: usize,
     pub audio: Vec<AudioStream>,
@@ -66,6 +71,12 @@ struct ProbeStream {
     avg_frame_rate: Option<String>,
     sample_aspect_ratio: Option<String>,
     field_order: Option<String>,
+    pix_fmt: Option<String>,
+    bits_per_raw_sample: Option<String>,
+    color_space: Option<String>,
+    color_primaries: Option<String>,
+    color_transfer: Option<String>,
+    color_range: Option<String>,
     #[serde(default)]
     disposition: Disposition,
     #[serde(default)]
@@ -143,10 +154,31 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
         }
         None => Orientation::Upright,
     };
+    let tags = ColourTags {
+        matrix: video.color_space.as_deref(),
+        primaries: video.color_primaries.as_deref(),
+        transfer: video.color_transfer.as_deref(),
+        range: video.color_range.as_deref(),
+        pix_fmt: video.pix_fmt.as_deref(),
+    };
+    let colour = Colour::read(tags, stored).map_err(|hdr| MediaError::Hdr {
+        path: shown.clone(),
+        transfer: hdr.0,
+    })?;
+    let bit_depth = video
+        .bits_per_raw_sample
+        .as_deref()
+        .and_then(|bits| bits.parse().ok())
+        .unwrap_or(8);
+    // Older ffprobes leave an H.264 stream's field order unknown: its first frame tells.
+    let field_order = match video.field_order.as_deref() {
+        None | Some("unknown") => first_frame_field_order(path, video.index),
+        known => known.map(str::to_string),
+    };
     let picture = Picture::new(
         orientation,
         video.sample_aspect_ratio.as_deref(),
-        video.field_order.as_deref(),
+        field_order.as_deref(),
     );
     let size = match orientation.swaps_axes() {
         true => FrameSize {
@@ -213,6 +245,9 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
         codec: video.codec_name.clone().unwrap_or_default(),
         size,
         picture,
+        colour,
+        pix_fmt: video.pix_fmt.clone().unwrap_or_default(),
+        bit_depth,
         frame_rate,
         frames,
         audio,
@@ -250,6 +285,44 @@ fn choose_frame_rate(nominal: Option<Rational>, average: Option<Rational>) -> Op
         (_, Some(a)) => Some(a),
         (n, None) => n,
     }
+}
+
+/// The field order of the first frame of stream `stream` (`tt`, `bb` or `progressive`), by
+/// decoding that frame; `None` if it cannot be read.
+fn first_frame_field_order(path: &Path, stream: usize) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Frames {
+        frames: Vec<FrameFlags>,
+    }
+    #[derive(Deserialize)]
+    struct FrameFlags {
+        interlaced_frame: Option<u8>,
+        top_field_first: Option<u8>,
+    }
+    let output = ffprobe(
+        path,
+        &[
+            "-select_streams",
+            &stream.to_string(),
+            "-read_intervals",
+            "%+#1",
+            "-show_entries",
+            "frame=interlaced_frame,top_field_first",
+            "-of",
+            "json",
+        ],
+    )
+    .ok()?;
+    let frames: Frames = serde_json::from_slice(&output.stdout).ok()?;
+    let first = frames.frames.first()?;
+    Some(
+        match (first.interlaced_frame?, first.top_field_first.unwrap_or(1)) {
+            (0, _) => "progressive",
+            (_, 0) => "bb",
+            _ => "tt",
+        }
+        .to_string(),
+    )
 }
 
 /// Reads (demuxes, without decoding) every packet of stream `stream`, in decode order. A

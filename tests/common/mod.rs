@@ -241,6 +241,10 @@ pub struct Stream {
     pub sample_aspect_ratio: Option<String>,
     pub display_aspect_ratio: Option<String>,
     pub field_order: Option<String>,
+    pub color_space: Option<String>,
+    pub color_primaries: Option<String>,
+    pub color_transfer: Option<String>,
+    pub color_range: Option<String>,
     #[serde(default)]
     pub side_data_list: Vec<serde_json::Value>,
     pub r_frame_rate: String,
