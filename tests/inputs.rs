@@ -2,7 +2,8 @@
 //! mirrored with a display matrix (every one of the eight right-angle turns and mirrors),
 //! anamorphic (non-square pixels), variable frame rate, 30000/1001 with the picture starting
 //! after the sound, interlaced, tagged with their colour (BT.709, full range), untagged HD,
-//! HDR, 10-bit. The output must display as the input does: stylized upright, with the
+//! HDR, 10-bit, with subtitles, attachments, chapters, metadata, two audio languages and a cover
+//! picture. The output must display as the input does: stylized upright, with the
 //! input's pixel shape, every frame at its input time, in step with the sound under any number
 //! of ranks.
 
@@ -591,4 +592,179 @@ fn ten_bit_input_says_what_the_output_will_be_and_ten_bit_output_works() {
         assert_eq!(video.pix_fmt.as_deref(), Some(pix_fmt));
         assert_eq!(video.frames(), 3);
     }
+}
+
+/// A probe of what a user checks in a file with many streams: each stream's type, codec,
+/// language and file name, the attached-picture flags, the chapters' titles and the title.
+fn contents(path: &Path) -> String {
+    let output = tool("ffprobe")
+        .args(["-v", "error", "-show_chapters", "-of", "compact", "-show_entries"])
+        .arg("stream=codec_type,codec_name:stream_disposition=attached_pic:stream_tags=language,filename,mimetype:chapter_tags=title:format_tags=title,creation_time")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn subtitles_attachments_chapters_and_metadata_are_kept_where_the_container_can_hold_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let subtitles = dir.path().join("subtitles.srt");
+    std::fs::write(
+        &subtitles,
+        "1\n00:00:00,500 --> 00:00:01,500\nHello rabbit\n\n2\n00:00:02,000 --> 00:00:03,000\nGoodbye\n",
+    )
+    .unwrap();
+    let chapters = dir.path().join("chapters.txt");
+    std::fs::write(
+        &chapters,
+        ";FFMETADATA1\ntitle=Rabbit test\ncreation_time=2024-05-01T12:00:00.000000Z\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1500\ntitle=One\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=1500\nEND=3000\ntitle=Two\n",
+    )
+    .unwrap();
+    let font = dir.path().join("font.ttf");
+    std::fs::write(&font, [0u8, 1, 0, 0, 0, 10, 0, 128]).unwrap();
+    let sample = media("rabbit320_h264_aac.mp4");
+    let input = dir.path().join("many.mkv");
+    ffmpeg(&[
+        "-i",
+        sample.to_str().unwrap(),
+        "-i",
+        subtitles.to_str().unwrap(),
+        "-i",
+        chapters.to_str().unwrap(),
+        "-t",
+        "3",
+        "-map",
+        "0:v",
+        "-map",
+        "0:a",
+        "-map",
+        "0:a",
+        "-map",
+        "1",
+        "-map_metadata",
+        "2",
+        "-map_chapters",
+        "2",
+        "-vf",
+        "scale=160:120",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "copy",
+        "-c:s",
+        "srt",
+        "-metadata:s:a:0",
+        "language=eng",
+        "-metadata:s:a:1",
+        "language=fra",
+        "-metadata:s:s:0",
+        "language=eng",
+        "-attach",
+        font.to_str().unwrap(),
+        "-metadata:s:t",
+        "mimetype=application/x-truetype-font",
+        input.to_str().unwrap(),
+    ]);
+    let mkv = dir.path().join("out.mkv");
+    let stderr = stylize(&input, &mkv, &[]);
+    assert!(stderr.contains("the output keeps subtitle stream 3 (subrip, \"eng\"), attachment 4 (ttf, \"font.ttf\"), 2 chapters"), "{stderr}");
+    let kept = contents(&mkv);
+    for expected in [
+        "codec_name=h264|codec_type=video|disposition:attached_pic=0",
+        "codec_type=audio|disposition:attached_pic=0|tag:language=eng",
+        "codec_type=audio|disposition:attached_pic=0|tag:language=fra",
+        "codec_name=subrip|codec_type=subtitle|disposition:attached_pic=0|tag:language=eng",
+        "codec_type=attachment|disposition:attached_pic=0|tag:filename=font.ttf|tag:mimetype=application/x-truetype-font",
+        "tag:title=One",
+        "tag:title=Two",
+        "tag:title=Rabbit test",
+    ] {
+        assert!(kept.contains(expected), "MKV lacks {expected}:\n{kept}");
+    }
+    let mp4 = dir.path().join("out.mp4");
+    let stderr = stylize(&input, &mp4, &[]);
+    assert!(
+        stderr.contains("attachment 4 (ttf, \"font.ttf\") is left out: MP4 and MOV cannot hold attachments; write .mkv to keep them"),
+        "{stderr}"
+    );
+    let kept = contents(&mp4);
+    for expected in [
+        "codec_name=mov_text|codec_type=subtitle|disposition:attached_pic=0|tag:language=eng",
+        "tag:language=fra",
+        "tag:title=One",
+        "tag:title=Two",
+        "tag:title=Rabbit test",
+        "tag:creation_time=2024-05-01T12:00:00",
+    ] {
+        assert!(kept.contains(expected), "MP4 lacks {expected}:\n{kept}");
+    }
+}
+
+#[test]
+fn a_cover_picture_is_never_the_video_and_is_kept_in_mp4() {
+    let dir = tempfile::tempdir().unwrap();
+    let cover = dir.path().join("cover.png");
+    image::save_buffer(
+        &cover,
+        &[200u8; 32 * 32 * 3],
+        32,
+        32,
+        image::ColorType::Rgb8,
+    )
+    .unwrap();
+    let input = dir.path().join("with-cover.mp4");
+    ffmpeg(&[
+        "-i",
+        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
+        "-i",
+        cover.to_str().unwrap(),
+        "-t",
+        "1",
+        "-map",
+        "1",
+        "-map",
+        "0:v",
+        "-map",
+        "0:a",
+        "-c:v:0",
+        "png",
+        "-disposition:v:0",
+        "attached_pic",
+        "-c:v:1",
+        "libx264",
+        "-vf",
+        "scale=160:120",
+        "-c:a",
+        "copy",
+        input.to_str().unwrap(),
+    ]);
+    assert!(contents(&input).contains("codec_name=png|codec_type=video|disposition:attached_pic=1"));
+    let output = dir.path().join("out.mp4");
+    let stderr = stylize(&input, &output, &[]);
+    assert!(stderr.contains("cover picture"), "{stderr}");
+    let streams = probe(&output);
+    let video = video_stream(&streams);
+    assert_eq!(
+        (video.codec_name.as_str(), video.width),
+        ("h264", Some(160))
+    );
+    assert_eq!(video.frames(), 30);
+    assert!(
+        contents(&output).contains("codec_name=png|codec_type=video|disposition:attached_pic=1")
+    );
+    let mkv = dir.path().join("out.mkv");
+    let stderr = stylize(&input, &mkv, &[]);
+    assert!(
+        stderr.contains("is left out: ffmpeg writes a cover picture into MKV as a video track"),
+        "{stderr}"
+    );
+    assert_eq!(
+        probe(&mkv)
+            .iter()
+            .filter(|s| s.codec_type == "video")
+            .count(),
+        1
+    );
 }

@@ -148,6 +148,8 @@ mod tests {
             frame_rate: crate::media::Rational { num: 30, den: 1 },
             frames,
             audio: Vec::new(),
+            extra_streams: Vec::new(),
+            chapters: 0,
             start_time: None,
             timeline: None,
         };

@@ -3,8 +3,10 @@
 //! segments are then joined by stream copy and muxed with the input's audio. Because the chunk
 //! grid does not depend on the rank count, the output bytes do not either.
 
+use super::output::Container;
 use super::output::{OutputKind, OutputSpec};
 use super::probe::VideoInfo;
+use super::streams::{Carriage, ExtraKind};
 use super::timing::Timing;
 use super::{error_lines, file_url, summarize, MediaError};
 use crate::frame::{Frame, FrameSize};
@@ -196,6 +198,57 @@ impl Drop for ChunkEncoder {
     }
 }
 
+/// Adds to the assembling `command` (input 1 being the input file) its chapters, its metadata,
+/// every output stream's metadata from its input stream (the picture's less the rotation, which
+/// is applied) and the extra streams `container` can hold; logs what is kept and what is left
+/// out.
+fn carry_the_rest(command: &mut FfmpegCommand, input: &VideoInfo, container: Container) {
+    // Naming the picture's metadata source turns off ffmpeg's own copying of stream metadata,
+    // so every stream's is named.
+    let metadata_from = |command: &mut FfmpegCommand, output: usize, input: usize| {
+        command.args([format!("-map_metadata:s:{output}"), format!("1:s:{input}")]);
+    };
+    command.args(["-map_metadata", "1", "-map_chapters", "1"]);
+    metadata_from(command, 0, input.video_stream);
+    command.args(["-metadata:s:0", "rotate="]);
+    for (i, audio) in input.audio.iter().enumerate() {
+        metadata_from(command, 1 + i, audio.index);
+    }
+    let mut kept = Vec::new();
+    let mut output_index = 1 + input.audio.len();
+    for stream in &input.extra_streams {
+        let codec = match stream.carriage(container) {
+            Carriage::Copy => "copy",
+            Carriage::Convert(encoder) => encoder,
+            Carriage::Drop(why) => {
+                log::warn!("{}: {} is left out: {why}", input.name, stream.describe());
+                continue;
+            }
+        };
+        command
+            .map(format!("1:{}", stream.index))
+            .args([format!("-c:{output_index}"), codec.to_string()]);
+        metadata_from(command, output_index, stream.index);
+        if stream.kind == ExtraKind::CoverPicture {
+            command.args([
+                format!("-disposition:{output_index}"),
+                "attached_pic".into(),
+            ]);
+        }
+        kept.push(match codec {
+            "copy" => stream.describe(),
+            encoder => format!("{} as {encoder}", stream.describe()),
+        });
+        output_index += 1;
+    }
+    if input.chapters > 0 {
+        kept.push(format!("{} chapters", input.chapters));
+    }
+    if !kept.is_empty() {
+        log::info!("{}: the output keeps {}", input.name, kept.join(", "));
+    }
+}
+
 /// Joins the segments of `chunks` (their frames) in `work_dir` and muxes the input's audio
 /// into `destination`; the list of segments is written in `scratch`. When the chunks end before
 /// the input does, the audio is trimmed to them.
@@ -263,6 +316,7 @@ pub fn assemble(
             ]);
         }
     }
+    carry_the_rest(&mut command, input, *container);
     let frames = chunks.last().map_or(0, |last| last.end);
     if frames < input.frames {
         let seconds = timing.video_delay() + timing.duration_of_first(frames);

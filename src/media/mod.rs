@@ -8,6 +8,7 @@ pub mod encode;
 pub mod output;
 pub mod picture;
 pub mod probe;
+pub mod streams;
 pub mod timeline;
 pub mod timing;
 pub mod tools;

@@ -6,6 +6,7 @@
 
 use super::colour::{Colour, ColourTags};
 use super::picture::{Orientation, Picture};
+use super::streams::{ExtraKind, ExtraStream};
 use super::timeline::{Packet, Timeline};
 use super::{summarize, MediaError, Rational};
 use crate::frame::FrameSize;
@@ -39,6 +40,9 @@ pub struct VideoInfo {
     pub frame_rate: Rational,
     pub frames: usize,
     pub audio: Vec<AudioStream>,
+    /// Subtitles, attachments, cover pictures and data streams.
+    pub extra_streams: Vec<ExtraStream>,
+    pub chapters: usize,
     /// Seconds at which the file starts (its earliest stream), as ffmpeg offsets it.
     pub start_time: Option<f64>,
     /// Timestamps and seek points; `None` when the packets carry no usable timestamps (raw
@@ -51,6 +55,8 @@ struct ProbeOutput {
     #[serde(default)]
     streams: Vec<ProbeStream>,
     format: Option<ProbeFormat>,
+    #[serde(default)]
+    chapters: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +87,8 @@ struct ProbeStream {
     disposition: Disposition,
     #[serde(default)]
     side_data_list: Vec<SideData>,
+    #[serde(default)]
+    tags: std::collections::HashMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -110,7 +118,13 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
     }
     let output = ffprobe(
         path,
-        &["-print_format", "json", "-show_streams", "-show_format"],
+        &[
+            "-print_format",
+            "json",
+            "-show_streams",
+            "-show_format",
+            "-show_chapters",
+        ],
     )?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     let not_a_video = |detail: &str| MediaError::NotAVideo {
@@ -195,6 +209,12 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
     let parse = |rate: &Option<String>| rate.as_deref().and_then(Rational::parse);
     let frame_rate = choose_frame_rate(parse(&video.r_frame_rate), parse(&video.avg_frame_rate))
         .ok_or_else(|| not_a_video("the video stream has no frame rate"))?;
+    let extra_streams = probed
+        .streams
+        .iter()
+        .filter(|s| s.index != video.index)
+        .filter_map(extra_stream)
+        .collect();
     let audio = probed
         .streams
         .iter()
@@ -251,8 +271,39 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
         frame_rate,
         frames,
         audio,
+        extra_streams,
+        chapters: probed.chapters.len(),
         start_time,
         timeline,
+    })
+}
+
+/// A stream other than video and audio, or a cover picture; `None` for the others.
+fn extra_stream(stream: &ProbeStream) -> Option<ExtraStream> {
+    let kind = match stream.codec_type.as_deref() {
+        Some("video") if stream.disposition.attached_pic != 0 => ExtraKind::CoverPicture,
+        Some("subtitle") => ExtraKind::Subtitle,
+        Some("attachment") => ExtraKind::Attachment,
+        Some("data") => ExtraKind::Data,
+        _ => return None,
+    };
+    let tag = |name: &str| {
+        stream
+            .tags
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.clone())
+    };
+    Some(ExtraStream {
+        index: stream.index,
+        kind,
+        codec: stream
+            .codec_name
+            .clone()
+            .unwrap_or_else(|| "unknown".into()),
+        label: tag("filename")
+            .or_else(|| tag("title"))
+            .or_else(|| tag("language")),
     })
 }
 

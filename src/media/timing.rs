@@ -111,6 +111,8 @@ mod tests {
             frame_rate: Rational { num: 30, den: 1 },
             frames: pts.len(),
             audio: Vec::new(),
+            extra_streams: Vec::new(),
+            chapters: 0,
             start_time: Some(start_time),
             timeline: Some(Timeline {
                 time_base,
