@@ -225,11 +225,9 @@ fn assert_timed_under_any_ranks(dir: &Path, input: &Path) {
     assert_same_under_three_ranks(dir, input, &single);
 }
 
-#[test]
-fn variable_frame_rate_keeps_every_frame_time_and_the_sound_in_step() {
-    let dir = tempfile::tempdir().unwrap();
-    // A second at 30 frames/s, then two at 10 (every third frame kept), with its sound.
-    let vfr = dir.path().join("vfr.mp4");
+/// A second at 30 frames/s, then two at 10 (every third frame kept), with its sound: 50 frames.
+fn variable_frame_rate_clip(dir: &Path) -> PathBuf {
+    let vfr = dir.join("vfr.mp4");
     ffmpeg(&[
         "-i",
         media("rabbit320_h264_aac.mp4").to_str().unwrap(),
@@ -247,10 +245,69 @@ fn variable_frame_rate_keeps_every_frame_time_and_the_sound_in_step() {
         "aac",
         vfr.to_str().unwrap(),
     ]);
+    vfr
+}
+
+#[test]
+fn variable_frame_rate_keeps_every_frame_time_and_the_sound_in_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let vfr = variable_frame_rate_clip(dir.path());
     let input = times(&vfr, "v:0");
     assert_eq!(input.len(), 50);
     assert!((input[31] - input[30] - 0.1).abs() < 1e-3, "{input:?}");
     assert_timed_under_any_ranks(dir.path(), &vfr);
+}
+
+#[test]
+fn variable_frame_rate_survives_a_killed_run_and_its_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let vfr = variable_frame_rate_clip(dir.path());
+    let options = ["--chunk-frames", "4", "--threads", "1"];
+    let reference = dir.path().join("reference.mp4");
+    stylize(&vfr, &reference, &options);
+    let work = dir.path().join("work");
+    let output = dir.path().join("out.mp4");
+    let mut args = run_args(&vfr, &output, "mosaic", &options);
+    args.extend(["--work-dir".to_string(), work.display().to_string()]);
+    let mut first = std::process::Command::new(bin())
+        .args(&args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let chunks_done = || {
+        std::fs::read_dir(&work).map_or(0, |entries| {
+            entries
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".nut")
+                })
+                .count()
+        })
+    };
+    while chunks_done() < 3 {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first run ended before it was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(!output.exists());
+    let (ok, stdout, stderr) = stylemill(&args);
+    assert!(ok, "{stderr}");
+    let computed: usize = stdout
+        .split_whitespace()
+        .zip(stdout.split_whitespace().skip(1))
+        .find(|(_, next)| *next == "computed")
+        .map(|(count, _)| count.parse().unwrap())
+        .expect("a summary");
+    assert!(computed < 50, "{stdout}");
+    assert_timed_as(&vfr, &output, "resumed");
+    assert!(std::fs::read(&output).unwrap() == std::fs::read(&reference).unwrap());
 }
 
 #[test]
