@@ -825,3 +825,44 @@ fn a_cover_picture_is_never_the_video_and_is_kept_in_mp4() {
         1
     );
 }
+
+#[test]
+fn a_camera_timecode_is_kept_and_its_data_stream_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("camera.mov");
+    ffmpeg(&[
+        "-i",
+        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
+        "-t",
+        "1",
+        "-vf",
+        "scale=160:120",
+        "-timecode",
+        "01:00:00:00",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "copy",
+        input.to_str().unwrap(),
+    ]);
+    assert!(contents(&input).contains("codec_type=data"));
+    let output = dir.path().join("out.mov");
+    let stderr = stylize(&input, &output, &[]);
+    assert!(
+        stderr.contains("data stream 2 (")
+            && stderr.contains(
+                "is left out: data streams are not copied (a timecode is kept as the timecode tag)"
+            ),
+        "{stderr}"
+    );
+    let timecode = tool("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["stream_tags=timecode", "-of", "csv=p=0"])
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&timecode.stdout).trim(),
+        "01:00:00:00"
+    );
+}
