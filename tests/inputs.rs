@@ -16,29 +16,37 @@ use stylemill::frame::FrameSize;
 const ONE: i32 = 1 << 16;
 const W: i32 = 1 << 30;
 
+/// Makes `clip` from the sample clip with the ffmpeg output `options`.
+fn from_sample(clip: &Path, options: &[&str]) -> PathBuf {
+    let sample = media("rabbit320_h264_aac.mp4");
+    let mut args = vec!["-i", sample.to_str().unwrap()];
+    args.extend(options);
+    args.push(clip.to_str().unwrap());
+    ffmpeg(&args);
+    clip.to_path_buf()
+}
+
 /// The sample clip's first frames at 160x120, then `filters`, encoded losslessly (no audio), so
 /// that a clip turned by ffmpeg's filters holds exactly the pixels of a turned display.
 fn lossless_clip(dir: &Path, name: &str, filters: &str) -> PathBuf {
-    let clip = dir.join(format!("{name}.mp4"));
     let filters = match filters {
         "" => "scale=160:120".to_string(),
         more => format!("scale=160:120,{more}"),
     };
-    ffmpeg(&[
-        "-i",
-        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
-        "-frames:v",
-        "6",
-        "-vf",
-        &filters,
-        "-c:v",
-        "libx264",
-        "-qp",
-        "0",
-        "-an",
-        clip.to_str().unwrap(),
-    ]);
-    clip
+    from_sample(
+        &dir.join(format!("{name}.mp4")),
+        &[
+            "-frames:v",
+            "6",
+            "-vf",
+            &filters,
+            "-c:v",
+            "libx264",
+            "-qp",
+            "0",
+            "-an",
+        ],
+    )
 }
 
 fn stylize(input: &Path, output: &Path, extra: &[&str]) -> String {
@@ -227,25 +235,23 @@ fn assert_timed_under_any_ranks(dir: &Path, input: &Path) {
 
 /// A second at 30 frames/s, then two at 10 (every third frame kept), with its sound: 50 frames.
 fn variable_frame_rate_clip(dir: &Path) -> PathBuf {
-    let vfr = dir.join("vfr.mp4");
-    ffmpeg(&[
-        "-i",
-        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
-        "-t",
-        "3",
-        "-vf",
-        "scale=160:120,fps=30,select='lt(n\\,30)+not(mod(n-30\\,3))'",
-        "-fps_mode",
-        "vfr",
-        "-c:v",
-        "libx264",
-        "-g",
-        "12",
-        "-c:a",
-        "aac",
-        vfr.to_str().unwrap(),
-    ]);
-    vfr
+    from_sample(
+        &dir.join("vfr.mp4"),
+        &[
+            "-t",
+            "3",
+            "-vf",
+            "scale=160:120,fps=30,select='lt(n\\,30)+not(mod(n-30\\,3))'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-g",
+            "12",
+            "-c:a",
+            "aac",
+        ],
+    )
 }
 
 #[test]
@@ -313,22 +319,20 @@ fn variable_frame_rate_survives_a_killed_run_and_its_resume() {
 #[test]
 fn ntsc_rate_stays_exact_and_a_late_picture_stays_late() {
     let dir = tempfile::tempdir().unwrap();
-    let sample = media("rabbit320_h264_aac.mp4");
     // 29.97 frames/s, then remuxed so that its picture starts 0.2 s after its sound.
-    let encoded = dir.path().join("encoded.mp4");
-    ffmpeg(&[
-        "-i",
-        sample.to_str().unwrap(),
-        "-t",
-        "2",
-        "-vf",
-        "scale=160:120,fps=30000/1001",
-        "-c:v",
-        "libx264",
-        "-c:a",
-        "aac",
-        encoded.to_str().unwrap(),
-    ]);
+    let encoded = from_sample(
+        &dir.path().join("encoded.mp4"),
+        &[
+            "-t",
+            "2",
+            "-vf",
+            "scale=160:120,fps=30000/1001",
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "aac",
+        ],
+    );
     let ntsc = dir.path().join("ntsc.mp4");
     let encoded = encoded.to_str().unwrap();
     ffmpeg(&[
@@ -358,25 +362,24 @@ fn interlaced_video_is_deinterlaced_before_stylizing_the_same_under_any_ranks() 
     let dir = tempfile::tempdir().unwrap();
     // 30 interlaced frames/s from 60 progressive ones (each field from its own moment, so that
     // motion combs), top field first, keyframes every 8 frames.
-    let interlaced = dir.path().join("interlaced.mp4");
-    ffmpeg(&[
-        "-i",
-        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
-        "-t",
-        "1",
-        "-vf",
-        "scale=160:120,fps=60,interlace=scan=tff",
-        "-flags",
-        "+ilme+ildct",
-        "-top",
-        "1",
-        "-c:v",
-        "libx264",
-        "-g",
-        "8",
-        "-an",
-        interlaced.to_str().unwrap(),
-    ]);
+    let interlaced = from_sample(
+        &dir.path().join("interlaced.mp4"),
+        &[
+            "-t",
+            "1",
+            "-vf",
+            "scale=160:120,fps=60,interlace=scan=tff",
+            "-flags",
+            "+ilme+ildct",
+            "-top",
+            "1",
+            "-c:v",
+            "libx264",
+            "-g",
+            "8",
+            "-an",
+        ],
+    );
     assert_eq!(
         video_stream(&probe(&interlaced)).field_order.as_deref(),
         Some("tt")
@@ -469,28 +472,27 @@ fn colour_is_converted_with_the_input_matrix_and_range_both_ways_and_kept() {
     ];
     for ([matrix, primaries, transfer, range], scale_matrix, scale_range) in cases {
         let name = format!("{matrix}-{range}");
-        let tagged = dir.path().join(format!("{name}.mp4"));
-        ffmpeg(&[
-            "-i",
-            media("rabbit320_h264_aac.mp4").to_str().unwrap(),
-            "-frames:v",
-            "2",
-            "-vf",
-            &format!("scale=160:120:out_color_matrix={scale_matrix}:out_range={scale_range},format=yuv444p"),
-            "-colorspace",
-            matrix,
-            "-color_primaries",
-            primaries,
-            "-color_trc",
-            transfer,
-            "-color_range",
-            range,
-            "-c:v",
-            "libx264",
-            "-qp",
-            "0",
-            tagged.to_str().unwrap(),
-        ]);
+        let tagged = from_sample(
+            &dir.path().join(format!("{name}.mp4")),
+            &[
+                "-frames:v",
+                "2",
+                "-vf",
+                &format!("scale=160:120:out_color_matrix={scale_matrix}:out_range={scale_range},format=yuv444p"),
+                "-colorspace",
+                matrix,
+                "-color_primaries",
+                primaries,
+                "-color_trc",
+                transfer,
+                "-color_range",
+                range,
+                "-c:v",
+                "libx264",
+                "-qp",
+                "0",
+            ],
+        );
         assert_eq!(
             colour_tags(video_stream(&probe(&tagged))),
             [Some(matrix), Some(primaries), Some(transfer), Some(range)]
@@ -550,20 +552,19 @@ fn colour_is_converted_with_the_input_matrix_and_range_both_ways_and_kept() {
 #[test]
 fn untagged_hd_video_is_read_as_bt709_and_tagged_so() {
     let dir = tempfile::tempdir().unwrap();
-    let untagged = dir.path().join("untagged-720p.mp4");
-    ffmpeg(&[
-        "-i",
-        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
-        "-frames:v",
-        "2",
-        "-vf",
-        "scale=1280:720",
-        "-c:v",
-        "libx264",
-        "-bsf:v",
-        "h264_metadata=video_full_range_flag=0:colour_primaries=2:transfer_characteristics=2:matrix_coefficients=2",
-        untagged.to_str().unwrap(),
-    ]);
+    let untagged = from_sample(
+        &dir.path().join("untagged-720p.mp4"),
+        &[
+            "-frames:v",
+            "2",
+            "-vf",
+            "scale=1280:720",
+            "-c:v",
+            "libx264",
+            "-bsf:v",
+            "h264_metadata=video_full_range_flag=0:colour_primaries=2:transfer_characteristics=2:matrix_coefficients=2",
+        ],
+    );
     assert_eq!(
         colour_tags(video_stream(&probe(&untagged)))[..3],
         [None, None, None]
@@ -583,24 +584,23 @@ fn untagged_hd_video_is_read_as_bt709_and_tagged_so() {
 #[test]
 fn hdr_video_is_refused_with_a_way_out() {
     let dir = tempfile::tempdir().unwrap();
-    let hdr = dir.path().join("hdr.mp4");
-    ffmpeg(&[
-        "-i",
-        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
-        "-frames:v",
-        "2",
-        "-pix_fmt",
-        "yuv420p10le",
-        "-colorspace",
-        "bt2020nc",
-        "-color_primaries",
-        "bt2020",
-        "-color_trc",
-        "smpte2084",
-        "-c:v",
-        "libx264",
-        hdr.to_str().unwrap(),
-    ]);
+    let hdr = from_sample(
+        &dir.path().join("hdr.mp4"),
+        &[
+            "-frames:v",
+            "2",
+            "-pix_fmt",
+            "yuv420p10le",
+            "-colorspace",
+            "bt2020nc",
+            "-color_primaries",
+            "bt2020",
+            "-color_trc",
+            "smpte2084",
+            "-c:v",
+            "libx264",
+        ],
+    );
     let before = names_in(dir.path());
     let output = dir.path().join("out.mp4");
     let (ok, _, stderr) = stylemill(&run_args(&hdr, &output, "mosaic", &[]));
@@ -617,20 +617,19 @@ fn hdr_video_is_refused_with_a_way_out() {
 #[test]
 fn ten_bit_input_says_what_the_output_will_be_and_ten_bit_output_works() {
     let dir = tempfile::tempdir().unwrap();
-    let ten_bit = dir.path().join("ten-bit.mkv");
-    ffmpeg(&[
-        "-i",
-        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
-        "-frames:v",
-        "3",
-        "-vf",
-        "scale=160:120",
-        "-pix_fmt",
-        "yuv420p10le",
-        "-c:v",
-        "libx264",
-        ten_bit.to_str().unwrap(),
-    ]);
+    let ten_bit = from_sample(
+        &dir.path().join("ten-bit.mkv"),
+        &[
+            "-frames:v",
+            "3",
+            "-vf",
+            "scale=160:120",
+            "-pix_fmt",
+            "yuv420p10le",
+            "-c:v",
+            "libx264",
+        ],
+    );
     let output = dir.path().join("eight.mp4");
     let stderr = stylize(&ten_bit, &output, &[]);
     assert!(
@@ -771,32 +770,31 @@ fn a_cover_picture_is_never_the_video_and_is_kept_in_mp4() {
         image::ColorType::Rgb8,
     )
     .unwrap();
-    let input = dir.path().join("with-cover.mp4");
-    ffmpeg(&[
-        "-i",
-        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
-        "-i",
-        cover.to_str().unwrap(),
-        "-t",
-        "1",
-        "-map",
-        "1",
-        "-map",
-        "0:v",
-        "-map",
-        "0:a",
-        "-c:v:0",
-        "png",
-        "-disposition:v:0",
-        "attached_pic",
-        "-c:v:1",
-        "libx264",
-        "-vf",
-        "scale=160:120",
-        "-c:a",
-        "copy",
-        input.to_str().unwrap(),
-    ]);
+    let input = from_sample(
+        &dir.path().join("with-cover.mp4"),
+        &[
+            "-i",
+            cover.to_str().unwrap(),
+            "-t",
+            "1",
+            "-map",
+            "1",
+            "-map",
+            "0:v",
+            "-map",
+            "0:a",
+            "-c:v:0",
+            "png",
+            "-disposition:v:0",
+            "attached_pic",
+            "-c:v:1",
+            "libx264",
+            "-vf",
+            "scale=160:120",
+            "-c:a",
+            "copy",
+        ],
+    );
     assert!(contents(&input).contains("codec_name=png|codec_type=video|disposition:attached_pic=1"));
     let output = dir.path().join("out.mp4");
     let stderr = stylize(&input, &output, &[]);
@@ -829,22 +827,21 @@ fn a_cover_picture_is_never_the_video_and_is_kept_in_mp4() {
 #[test]
 fn a_camera_timecode_is_kept_and_its_data_stream_named() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("camera.mov");
-    ffmpeg(&[
-        "-i",
-        media("rabbit320_h264_aac.mp4").to_str().unwrap(),
-        "-t",
-        "1",
-        "-vf",
-        "scale=160:120",
-        "-timecode",
-        "01:00:00:00",
-        "-c:v",
-        "libx264",
-        "-c:a",
-        "copy",
-        input.to_str().unwrap(),
-    ]);
+    let input = from_sample(
+        &dir.path().join("camera.mov"),
+        &[
+            "-t",
+            "1",
+            "-vf",
+            "scale=160:120",
+            "-timecode",
+            "01:00:00:00",
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "copy",
+        ],
+    );
     assert!(contents(&input).contains("codec_type=data"));
     let output = dir.path().join("out.mov");
     let stderr = stylize(&input, &output, &[]);

@@ -147,6 +147,7 @@ mod tests {
             bit_depth: 8,
             frame_rate: crate::media::Rational { num: 30, den: 1 },
             frames,
+            constant_rate: true,
             audio: Vec::new(),
             extra_streams: Vec::new(),
             chapters: 0,

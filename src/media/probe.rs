@@ -39,6 +39,9 @@ pub struct VideoInfo {
     pub bit_depth: u32,
     pub frame_rate: Rational,
     pub frames: usize,
+    /// Whether every frame falls on the grid of `frame_rate` (within the rounding of the time
+    /// base): the output is then timed at exactly that rate.
+    pub constant_rate: bool,
     pub audio: Vec<AudioStream>,
     /// Subtitles, attachments, cover pictures and data streams.
     pub extra_streams: Vec<ExtraStream>,
@@ -270,6 +273,9 @@ pub fn probe(path: &Path, shown: &str) -> Result<VideoInfo, MediaError> {
         bit_depth,
         frame_rate,
         frames,
+        constant_rate: timeline
+            .as_ref()
+            .is_some_and(|t| t.follows_rate(frame_rate)),
         audio,
         extra_streams,
         chapters: probed.chapters.len(),

@@ -116,6 +116,23 @@ impl Timeline {
         })
     }
 
+    /// Whether every frame falls on the grid of `rate` from the first frame, within half a
+    /// tick of the time base: a constant rate whose timestamps were only rounded to the
+    /// container's ticks (Matroska's milliseconds hold 15 or 30000/1001 frames/s inexactly).
+    pub fn follows_rate(&self, rate: Rational) -> bool {
+        let (tb_num, tb_den) = (
+            i128::from(self.time_base.num),
+            i128::from(self.time_base.den),
+        );
+        let (rate_num, rate_den) = (i128::from(rate.num), i128::from(rate.den));
+        self.pts.iter().enumerate().all(|(i, &pts)| {
+            let ticks = i128::from(pts - self.pts[0]);
+            // |ticks * tb - i / rate| <= tb / 2, times 2 * tb_den * rate_num.
+            let error = 2 * ticks * tb_num * rate_num - 2 * i as i128 * rate_den * tb_den;
+            error.abs() <= tb_num * rate_num
+        })
+    }
+
     /// The seek point (an index into `seek_points`) for a decode that must produce frame
     /// `first` exactly; `None` to decode from the start. In a container without an index the
     /// search for a keyframe's time may land just after it, so there the decode starts one
