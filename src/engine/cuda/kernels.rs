@@ -123,23 +123,21 @@ pub fn cache_dir() -> Option<PathBuf> {
     Some(base.join("stylemill/kernels"))
 }
 
-/// A stable fingerprint of a source and architecture, naming the cache entry.
-fn fingerprint(source: &str, arch: &str) -> u64 {
-    crate::hash::fnv1a([
-        source.as_bytes(),
+/// The name of a family's cache entry for an architecture: a fingerprint of everything NVRTC
+/// compiles for it (`compiled`, the shared helpers included, since a change there changes the
+/// code), the architecture and the stylemill version.
+fn entry_name(file: &str, compiled: &str, arch: &str) -> String {
+    let fingerprint = crate::hash::fnv1a([
+        compiled.as_bytes(),
         arch.as_bytes(),
         env!("CARGO_PKG_VERSION").as_bytes(),
-    ])
+    ]);
+    format!("{file}-{arch}-{fingerprint:016x}.ptx")
 }
 
 /// The cache entry of a family for an architecture, if there is a cache directory.
 fn cache_entry(file: &str, source: &str, arch: &str) -> Option<PathBuf> {
-    cache_dir().map(|dir| {
-        dir.join(format!(
-            "{file}-{arch}-{:016x}.ptx",
-            fingerprint(source, arch)
-        ))
-    })
+    cache_dir().map(|dir| dir.join(entry_name(file, &full_source(source), arch)))
 }
 
 /// Compiles every family for `archs` (default: this node's GPUs') into the cache, so that the
@@ -182,12 +180,7 @@ fn local_architectures() -> Result<Vec<String>, KernelError> {
 /// PTX for a family, from the disk cache or compiled (and then cached, written atomically so
 /// that ranks starting together never read a half-written entry).
 pub fn cached_ptx(file: &str, source: &str, arch: &str) -> Result<String, KernelError> {
-    let entry = cache_dir().map(|dir| {
-        dir.join(format!(
-            "{file}-{arch}-{:016x}.ptx",
-            fingerprint(source, arch)
-        ))
-    });
+    let entry = cache_entry(file, source, arch);
     if let Some(ptx) = entry
         .as_ref()
         .and_then(|path| std::fs::read_to_string(path).ok())
@@ -322,8 +315,24 @@ ptxas info    : Used 12 registers, 400 bytes cmem[0]\n";
 
     #[test]
     fn the_cache_key_changes_with_the_source_and_the_architecture() {
-        assert_ne!(fingerprint("a", "sm_90"), fingerprint("b", "sm_90"));
-        assert_ne!(fingerprint("a", "sm_80"), fingerprint("a", "sm_90"));
-        assert_eq!(fingerprint("a", "sm_90"), fingerprint("a", "sm_90"));
+        let name = |compiled, arch| entry_name("conv.cu", compiled, arch);
+        assert_ne!(name("a", "sm_90"), name("b", "sm_90"));
+        assert_ne!(name("a", "sm_80"), name("a", "sm_90"));
+        assert_eq!(name("a", "sm_90"), name("a", "sm_90"));
+    }
+
+    #[test]
+    fn the_cache_entry_changes_when_only_the_shared_helpers_change() {
+        let (file, source, _) = FAMILIES[0];
+        let entry = cache_entry(file, source, "sm_90").expect("a cache directory");
+        let edited_helpers = format!("{COMMON}// an edit\n{source}");
+        assert_ne!(
+            entry.file_name().unwrap().to_string_lossy(),
+            entry_name(file, &edited_helpers, "sm_90")
+        );
+        assert_eq!(
+            entry.file_name().unwrap().to_string_lossy(),
+            entry_name(file, &full_source(source), "sm_90")
+        );
     }
 }
