@@ -1,12 +1,16 @@
 //! Every CUDA kernel compiles with NVRTC for sm_80 and sm_90, on any machine (no GPU needed),
-//! and ptxas reports each kernel's registers and spills for sm_90.
+//! to machine code (a cubin, which drivers older than the NVRTC load) and to PTX; a GPU newer
+//! than NVRTC gets PTX for the newest architecture it knows; and ptxas reports each kernel's
+//! registers and spills for sm_90.
 //!
 //! NVRTC and ptxas come from the CUDA toolkit or from PyPI (`scripts/test-tools.sh`
 //! unpacks nvidia-cuda-nvrtc-cu12 and nvidia-cuda-nvcc-cu12 into target/cuda-tools, where these
 //! tests look by default; `STYLEMILL_NVRTC_DIR` and `STYLEMILL_PTXAS` override).
 
 use std::path::PathBuf;
-use stylemill::engine::cuda::kernels::{compile, ptxas_report, FAMILIES};
+use stylemill::engine::cuda::kernels::{
+    compile, compile_module, ptxas_report, supported_architectures, Module, FAMILIES,
+};
 
 fn tools() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/cuda-tools/nvidia")
@@ -74,4 +78,40 @@ fn ptxas_reports_registers_and_no_spills_for_sm90() {
     }
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/kernel-resources-sm_90.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+}
+
+#[test]
+fn every_family_compiles_to_machine_code_for_sm80_and_sm90() {
+    use_nvrtc();
+    for (file, source, kernels) in FAMILIES {
+        for (arch, number) in [("sm_80", 80u32), ("sm_90", 90)] {
+            let Module::Cubin(cubin) = compile_module(file, source, arch).unwrap() else {
+                panic!("{file} for {arch} is not machine code");
+            };
+            assert_eq!(&cubin[..4], b"\x7fELF", "{file} for {arch}: an ELF image");
+            const EM_CUDA: u16 = 190;
+            assert_eq!(u16::from_le_bytes([cubin[18], cubin[19]]), EM_CUDA);
+            // The ELF flags of a CUDA image hold the architecture in their low byte.
+            let flags = u32::from_le_bytes(cubin[48..52].try_into().unwrap());
+            assert_eq!(flags & 0xff, number, "{file} for {arch}: flags {flags:#x}");
+            for kernel in kernels {
+                assert!(
+                    cubin.windows(kernel.len()).any(|w| w == kernel.as_bytes()),
+                    "{kernel} missing from {file}'s cubin for {arch}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_gpu_newer_than_nvrtc_gets_ptx_for_the_newest_architecture_it_knows() {
+    use_nvrtc();
+    let newest = *supported_architectures().unwrap().iter().max().unwrap();
+    let (file, source, _) = FAMILIES[2];
+    let future = format!("sm_{}", newest + 100);
+    match compile_module(file, source, &future).unwrap() {
+        Module::Ptx(ptx) => assert!(ptx.contains(&format!(".target sm_{newest}")), "{ptx}"),
+        Module::Cubin(_) => panic!("NVRTC cannot make machine code for {future}"),
+    }
 }

@@ -1,6 +1,9 @@
 //! The CUDA kernels: sources embedded in the binary (kernels/*.cu), compiled with NVRTC at run
-//! time for the GPU's own architecture, and cached on disk so that ranks do not recompile at
-//! every start. Also the offline check that every kernel compiles for given architectures, with
+//! time to machine code (a cubin) for the GPU's own architecture, and cached on disk so that
+//! ranks do not recompile at every start. A cubin loads on any driver that supports the GPU;
+//! PTX from a newer NVRTC than the driver (NVRTC 12.9 writes PTX 8.8, which drivers before R575
+//! refuse) would not, so PTX is only the fallback for a GPU newer than NVRTC knows, compiled
+//! for the newest architecture it does know and left to the driver to translate. Also the offline check that every kernel compiles for given architectures, with
 //! the registers and spills ptxas reports, which CI runs without a GPU.
 
 use std::path::{Path, PathBuf};
@@ -132,12 +135,135 @@ fn entry_name(file: &str, compiled: &str, arch: &str) -> String {
         arch.as_bytes(),
         env!("CARGO_PKG_VERSION").as_bytes(),
     ]);
-    format!("{file}-{arch}-{fingerprint:016x}.ptx")
+    format!("{file}-{arch}-{fingerprint:016x}.module")
 }
 
 /// The cache entry of a family for an architecture, if there is a cache directory.
 fn cache_entry(file: &str, source: &str, arch: &str) -> Option<PathBuf> {
     cache_dir().map(|dir| dir.join(entry_name(file, &full_source(source), arch)))
+}
+
+/// A compiled family, as the driver loads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Module {
+    /// Machine code for the GPU's architecture (an ELF image).
+    Cubin(Vec<u8>),
+    /// PTX for an older architecture, which the driver translates.
+    Ptx(String),
+}
+
+const ELF_MAGIC: &[u8] = b"\x7fELF";
+
+impl Module {
+    /// What cudarc loads.
+    pub fn into_loadable(self) -> cudarc::nvrtc::Ptx {
+        match self {
+            Module::Cubin(bytes) => cudarc::nvrtc::Ptx::from_binary(bytes),
+            Module::Ptx(text) => cudarc::nvrtc::Ptx::from_src(text),
+        }
+    }
+
+    fn to_bytes(&self) -> &[u8] {
+        match self {
+            Module::Cubin(bytes) => bytes,
+            Module::Ptx(text) => text.as_bytes(),
+        }
+    }
+
+    fn from_bytes(bytes: Vec<u8>) -> Option<Module> {
+        if bytes.starts_with(ELF_MAGIC) {
+            Some(Module::Cubin(bytes))
+        } else {
+            String::from_utf8(bytes).ok().map(Module::Ptx)
+        }
+    }
+}
+
+/// Compiles one family to a cubin for `arch` (`sm_90`, ...).
+pub fn compile_cubin(file: &str, source: &str, arch: &str) -> Result<Vec<u8>, KernelError> {
+    use cudarc::nvrtc::{result, sys};
+    ensure_nvrtc()?;
+    let failure = |log: String| KernelError::Compile {
+        file: file.to_string(),
+        arch: arch.to_string(),
+        log,
+    };
+    let text = std::ffi::CString::new(full_source(source)).expect("sources hold no NUL");
+    let name = std::ffi::CString::new(file).expect("file names hold no NUL");
+    let program =
+        result::create_program(&text, Some(&name)).map_err(|e| failure(format!("{e:?}")))?;
+    let options = [
+        format!("--gpu-architecture={arch}"),
+        "--std=c++17".to_string(),
+    ];
+    // SAFETY: the program is valid until destroyed below; the sizes come from NVRTC itself.
+    let outcome = unsafe {
+        match result::compile_program(program, &options) {
+            Err(_) => Err(failure(
+                result::get_program_log(program)
+                    .map(|log| {
+                        std::ffi::CStr::from_ptr(log.as_ptr())
+                            .to_string_lossy()
+                            .into_owned()
+                    })
+                    .unwrap_or_default(),
+            )),
+            Ok(()) => {
+                let mut size = 0usize;
+                sys::nvrtcGetCUBINSize(program, &mut size)
+                    .result()
+                    .map_err(|e| failure(format!("no cubin: {e:?}")))?;
+                let mut cubin = vec![0u8; size];
+                sys::nvrtcGetCUBIN(program, cubin.as_mut_ptr().cast())
+                    .result()
+                    .map_err(|e| failure(format!("no cubin: {e:?}")))?;
+                Ok(cubin)
+            }
+        }
+    };
+    // SAFETY: created above and no longer used.
+    let _ = unsafe { result::destroy_program(program) };
+    outcome
+}
+
+/// The architectures this NVRTC compiles for, as numbers (`90` for sm_90).
+pub fn supported_architectures() -> Result<Vec<u32>, KernelError> {
+    use cudarc::nvrtc::sys;
+    ensure_nvrtc()?;
+    let mut count = 0;
+    // SAFETY: NVRTC writes `count` numbers into a buffer of that many.
+    unsafe {
+        sys::nvrtcGetNumSupportedArchs(&mut count)
+            .result()
+            .map_err(|_| KernelError::NvrtcMissing)?;
+        let mut archs = vec![0; count.max(0) as usize];
+        sys::nvrtcGetSupportedArchs(archs.as_mut_ptr())
+            .result()
+            .map_err(|_| KernelError::NvrtcMissing)?;
+        Ok(archs.into_iter().map(|a| a as u32).collect())
+    }
+}
+
+/// What the driver loads for a family on a GPU of `arch`: a cubin for it when this NVRTC knows
+/// the architecture, else PTX for the newest architecture it knows below it.
+pub fn compile_module(file: &str, source: &str, arch: &str) -> Result<Module, KernelError> {
+    let number: u32 = arch.trim_start_matches("sm_").parse().map_err(|_| {
+        KernelError::NoArchitecture(format!("{arch} is not an architecture such as sm_90"))
+    })?;
+    let known = supported_architectures()?;
+    if known.contains(&number) {
+        return compile_cubin(file, source, arch).map(Module::Cubin);
+    }
+    let older = known
+        .iter()
+        .copied()
+        .filter(|&a| a < number)
+        .max()
+        .ok_or_else(|| {
+            KernelError::NoArchitecture(format!("this NVRTC compiles for none of {arch} or older"))
+        })?;
+    log::warn!("NVRTC does not know {arch}: its kernels are compiled as PTX for sm_{older}, which the driver translates at load; a newer CUDA toolkit or nvidia-cuda-nvrtc-cu12 gives machine code");
+    compile(file, source, &format!("sm_{older}")).map(Module::Ptx)
 }
 
 /// Compiles every family for `archs` (default: this node's GPUs') into the cache, so that the
@@ -151,7 +277,7 @@ pub fn warm_cache(archs: &[String]) -> Result<Vec<(String, String, PathBuf)>, Ke
     let mut entries = Vec::new();
     for arch in &archs {
         for (file, source, _) in FAMILIES {
-            cached_ptx(file, source, arch)?;
+            cached_module(file, source, arch)?;
             let entry = cache_entry(file, source, arch).unwrap_or_default();
             entries.push((file.to_string(), arch.clone(), entry));
         }
@@ -177,18 +303,19 @@ fn local_architectures() -> Result<Vec<String>, KernelError> {
     Ok(archs)
 }
 
-/// PTX for a family, from the disk cache or compiled (and then cached, written atomically so
-/// that ranks starting together never read a half-written entry).
-pub fn cached_ptx(file: &str, source: &str, arch: &str) -> Result<String, KernelError> {
+/// The compiled family, from the disk cache or compiled (and then cached, written atomically
+/// so that ranks starting together never read a half-written entry).
+pub fn cached_module(file: &str, source: &str, arch: &str) -> Result<Module, KernelError> {
     let entry = cache_entry(file, source, arch);
-    if let Some(ptx) = entry
+    if let Some(module) = entry
         .as_ref()
-        .and_then(|path| std::fs::read_to_string(path).ok())
+        .and_then(|path| std::fs::read(path).ok())
+        .and_then(Module::from_bytes)
     {
         log::debug!("kernels {file} for {arch} from the cache");
-        return Ok(ptx);
+        return Ok(module);
     }
-    let ptx = compile(file, source, arch)?;
+    let module = compile_module(file, source, arch)?;
     if let Some(path) = entry {
         let written = path
             .parent()
@@ -196,14 +323,14 @@ pub fn cached_ptx(file: &str, source: &str, arch: &str) -> Result<String, Kernel
             .and_then(Result::ok)
             .and_then(|_| {
                 let staged = tempfile::NamedTempFile::new_in(path.parent()?).ok()?;
-                std::fs::write(staged.path(), &ptx).ok()?;
+                std::fs::write(staged.path(), module.to_bytes()).ok()?;
                 staged.persist(&path).ok()
             });
         if written.is_none() {
             log::warn!("cannot cache compiled kernels in {}", path.display());
         }
     }
-    Ok(ptx)
+    Ok(module)
 }
 
 /// What ptxas reports for one kernel.

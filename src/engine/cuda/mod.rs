@@ -286,10 +286,8 @@ impl CudaEngine {
         let stream = ctx.default_stream();
         let mut module_functions = std::collections::HashMap::new();
         for (file, source, names) in kernels::FAMILIES {
-            let ptx = kernels::cached_ptx(file, source, &arch)?;
-            let module = ctx
-                .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-                .map_err(&error)?;
+            let compiled = kernels::cached_module(file, source, &arch)?;
+            let module = ctx.load_module(compiled.into_loadable()).map_err(&error)?;
             for name in names {
                 module_functions.insert(*name, module.load_function(name).map_err(&error)?);
             }
