@@ -55,7 +55,7 @@ struct DeviceNorm {
 
 /// Device buffers, reallocated only when a batch needs more than they hold.
 struct Work {
-    capacity_pixels: usize,
+    capacity: Capacity,
     frames_u8: CudaSlice<u8>,
     input: CudaSlice<f32>,
     a: CudaSlice<f32>,
@@ -65,6 +65,44 @@ struct Work {
     scale_shift: CudaSlice<f32>,
     host_in: PinnedHostSlice<u8>,
     host_out: PinnedHostSlice<u8>,
+}
+
+/// The InstanceNorm layers' widest channel count: the norm buffers hold this many per frame.
+const NORM_CHANNELS: usize = 128;
+
+/// How many elements the work buffers of a batch need. Buffers are reused for a later batch
+/// only if they hold as many of every kind: a batch of more, smaller frames needs fewer pixels
+/// but more per-frame norm parameters and more host bytes per frame than a large single frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Capacity {
+    /// Pixels of the batch, each frame padded to multiples of 4.
+    pixels: usize,
+    /// InstanceNorm partial sums (f64).
+    partial: usize,
+    /// InstanceNorm scale and shift per frame and channel (f32).
+    scale_shift: usize,
+    /// Host staging bytes, in and out each.
+    host_bytes: usize,
+}
+
+impl Capacity {
+    fn for_batch(size: FrameSize, frames: usize) -> Capacity {
+        let padded = size.width.div_ceil(4) * 4 * size.height.div_ceil(4) * 4;
+        let segments = padded.div_ceil(NORM_SEGMENT);
+        Capacity {
+            pixels: frames * padded,
+            partial: frames * segments * 2 * NORM_CHANNELS,
+            scale_shift: frames * 2 * NORM_CHANNELS,
+            host_bytes: frames * size.rgb_bytes(),
+        }
+    }
+
+    fn holds(&self, needed: &Capacity) -> bool {
+        self.pixels >= needed.pixels
+            && self.partial >= needed.partial
+            && self.scale_shift >= needed.scale_shift
+            && self.host_bytes >= needed.host_bytes
+    }
 }
 
 /// Which InstanceNorm epilogue runs (the `mode` of `norm_apply`).
@@ -367,16 +405,18 @@ impl CudaEngine {
     /// Makes sure the buffers hold a batch of `frames` frames of `size`, checking free memory
     /// first so that a frame too large gets a clear error instead of an allocation failure.
     fn reserve(&mut self, size: FrameSize, frames: usize) -> Result<(), EngineError> {
-        let padded_pixels = frames * size.width.div_ceil(4) * 4 * size.height.div_ceil(4) * 4;
+        let capacity = Capacity::for_batch(size, frames);
         if self
             .work
             .as_ref()
-            .is_some_and(|w| w.capacity_pixels >= padded_pixels)
+            .is_some_and(|w| w.capacity.holds(&capacity))
         {
             return Ok(());
         }
         let error = cuda_error(self.ordinal);
         self.work = None;
+        // The old buffers are freed on the stream: wait for that before asking what is free.
+        self.stream.synchronize().map_err(&error)?;
         let (free, _) = self.ctx.mem_get_info().map_err(&error)?;
         let needed = Self::bytes_needed(size, frames);
         if needed > free {
@@ -390,29 +430,26 @@ impl CudaEngine {
                 },
             });
         }
-        let activation = padded_pixels * WIDEST_CHANNELS;
-        let segments = (padded_pixels / frames).div_ceil(NORM_SEGMENT);
+        let activation = capacity.pixels * WIDEST_CHANNELS;
         let stream = &self.stream;
         // SAFETY: pinned buffers are plain bytes, fully written before they are read.
         let (host_in, host_out) = unsafe {
             (
                 self.ctx
-                    .alloc_pinned_with_flags::<u8>(frames * size.rgb_bytes(), 0),
+                    .alloc_pinned_with_flags::<u8>(capacity.host_bytes, 0),
                 self.ctx
-                    .alloc_pinned_with_flags::<u8>(frames * size.rgb_bytes(), 0),
+                    .alloc_pinned_with_flags::<u8>(capacity.host_bytes, 0),
             )
         };
         self.work = Some(Work {
-            capacity_pixels: padded_pixels,
-            frames_u8: stream.alloc_zeros(padded_pixels * 3).map_err(&error)?,
-            input: stream.alloc_zeros(padded_pixels * 3).map_err(&error)?,
+            capacity,
+            frames_u8: stream.alloc_zeros(capacity.pixels * 3).map_err(&error)?,
+            input: stream.alloc_zeros(capacity.pixels * 3).map_err(&error)?,
             a: stream.alloc_zeros(activation).map_err(&error)?,
             b: stream.alloc_zeros(activation).map_err(&error)?,
             c: stream.alloc_zeros(activation).map_err(&error)?,
-            partial: stream
-                .alloc_zeros(frames * segments * 2 * 128)
-                .map_err(&error)?,
-            scale_shift: stream.alloc_zeros(frames * 2 * 128).map_err(&error)?,
+            partial: stream.alloc_zeros(capacity.partial).map_err(&error)?,
+            scale_shift: stream.alloc_zeros(capacity.scale_shift).map_err(&error)?,
             host_in: host_in.map_err(&error)?,
             host_out: host_out.map_err(&error)?,
         });
@@ -658,5 +695,30 @@ impl super::Engine for CudaEngine {
             out.extend(self.stylize_same_size(&refs)?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size(width: usize, height: usize) -> FrameSize {
+        FrameSize { width, height }
+    }
+
+    #[test]
+    fn buffers_of_one_large_frame_are_not_reused_for_more_smaller_frames_they_cannot_hold() {
+        let one_hd = Capacity::for_batch(size(1920, 1080), 1);
+        let eight_small = Capacity::for_batch(size(320, 240), 8);
+        assert!(
+            eight_small.pixels <= one_hd.pixels,
+            "the pixels alone would fit"
+        );
+        assert!(eight_small.scale_shift > one_hd.scale_shift);
+        assert!(!one_hd.holds(&eight_small));
+        assert!(one_hd.holds(&Capacity::for_batch(size(1280, 720), 1)));
+        assert!(
+            Capacity::for_batch(size(320, 240), 8).holds(&Capacity::for_batch(size(318, 238), 8))
+        );
     }
 }
