@@ -168,6 +168,36 @@ fn batches_give_the_same_frames_as_single_frames() {
 
 #[test]
 #[ignore = "needs a CUDA GPU: run with cargo test --release --test cuda -- --ignored"]
+fn a_batch_of_more_smaller_frames_after_one_large_frame_is_right() {
+    let net = load_style("udnie").unwrap();
+    let input = media("rabbit320_h264_aac.mp4");
+    let large = decode(
+        &input,
+        FrameSize {
+            width: 1280,
+            height: 720,
+        },
+        true,
+    );
+    let small = decode(
+        &input,
+        FrameSize {
+            width: 320,
+            height: 240,
+        },
+        false,
+    );
+    let mut engine = gpu(&net, Precision::Fp32);
+    engine.stylize(&large[0]).unwrap();
+    let batched = engine.stylize_batch(&small[..8]).unwrap();
+    let mut fresh = gpu(&net, Precision::Fp32);
+    for (frame, stylized) in small[..8].iter().zip(&batched) {
+        assert_eq!(fresh.stylize(frame).unwrap(), *stylized);
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: run with cargo test --release --test cuda -- --ignored"]
 fn a_video_runs_on_the_gpu_and_mpirun_sharing_one_gpu_gives_the_same_bytes() {
     nvrtc();
     let dir = tempfile::tempdir().unwrap();
