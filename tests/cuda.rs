@@ -30,29 +30,6 @@ fn gpu(net: &TransformerNet, precision: Precision) -> CudaEngine {
     CudaEngine::new(net, 0, precision, 4).expect("a CUDA GPU")
 }
 
-/// Deterministic pseudo-random values in -range..range.
-fn noise(count: usize, seed: u64, range: f32) -> Vec<f32> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..count)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * range
-        })
-        .collect()
-}
-
-fn max_relative_difference(a: &[f32], b: &[f32]) -> f32 {
-    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
-        / scale
-}
-
 #[test]
 #[ignore = "needs a CUDA GPU: run with cargo test --release --test cuda -- --ignored"]
 fn every_convolution_kernel_matches_the_cpu_layer() {

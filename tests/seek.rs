@@ -173,3 +173,34 @@ fn probing_counts_frames_without_decoding_them() {
         "{message}"
     );
 }
+
+/// The error a decode of `range` fails with, read slowly (as a rank that stylizes between
+/// frames), or `None` if every frame of the range decodes.
+fn failure(info: &VideoInfo, path: &Path, range: std::ops::Range<usize>) -> Option<String> {
+    let mut decoder = Decoder::open(info, path, range.clone(), info.size).unwrap();
+    for _ in range {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        match decoder.next_frame() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the decoder ended early"),
+            Err(error) => return Some(error.to_string()),
+        }
+    }
+    None
+}
+
+#[test]
+fn a_corrupt_keyframe_is_named_near_itself_even_by_a_slow_reader_of_the_range_before() {
+    // ffmpeg decodes ahead of the frames read, so its errors about the damaged keyframe at
+    // frame 24 arrive while a slow reader still takes frames 0..24. A decode that fails names
+    // a frame near the damage, whichever range it was reading.
+    let dir = tempfile::tempdir().unwrap();
+    let damaged = dir.path().join("damaged.mp4");
+    damage_keyframe(&small_gop_clip(dir.path(), 48), 2, &damaged);
+    let info = probe(&damaged, "damaged.mp4").unwrap();
+    if let Some(error) = failure(&info, &damaged, 0..24) {
+        assert!(blames_near(&error, 24), "the range before: {error}");
+    }
+    let error = failure(&info, &damaged, 24..48).expect("the damaged range fails");
+    assert!(blames_near(&error, 24), "the damaged range: {error}");
+}

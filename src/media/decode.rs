@@ -48,7 +48,12 @@ struct Process {
     /// index, the keyframe's timestamp until a frame from it on has been shown: errors before
     /// that concern frames such a start cannot decode, errors after it are faults of the file.
     settle_at: Option<i64>,
-    faults: Vec<String>,
+    /// Decoder errors that are faults of the file, each with the number of frames showinfo had
+    /// reported before it: ffmpeg decodes ahead of the frames read here, so an error concerns
+    /// only frames reported after it (a corrupt frame after the range must not fail the range).
+    faults: Vec<(usize, String)>,
+    /// Frames showinfo has reported.
+    reported: usize,
     /// Frames this process produced.
     produced: usize,
 }
@@ -117,11 +122,12 @@ impl<'a> Decoder<'a> {
                     detail: format!("got {} bytes for a frame of {}", data.len(), self.size),
                 });
             }
-            if !self.process.faults.is_empty() {
+            let faults = self.process.faults_before(self.process.produced);
+            if !faults.is_empty() {
                 return Err(MediaError::CorruptFrame {
                     path: self.info.name.clone(),
                     frame: self.index_of(timestamp),
-                    detail: summarize(&self.process.faults),
+                    detail: summarize(&faults),
                 });
             }
             match self.identify(timestamp) {
@@ -209,8 +215,8 @@ impl<'a> Decoder<'a> {
         MediaError::CorruptFrame {
             path: self.info.name.clone(),
             frame: self.next,
-            detail: match (&self.process.faults, &self.process.errors) {
-                (faults, _) if !faults.is_empty() => summarize(faults),
+            detail: match (self.process.faults_before(usize::MAX), &self.process.errors) {
+                (faults, _) if !faults.is_empty() => summarize(&faults),
                 (_, errors) if !errors.is_empty() => summarize(errors),
                 _ => format!("the video ended {} frames early", self.end - self.next),
             },
@@ -287,8 +293,18 @@ impl Process {
             errors: Vec::new(),
             settle_at,
             faults: Vec::new(),
+            reported: 0,
             produced: 0,
         })
+    }
+
+    /// The faults logged before the frame that is `frames`-th (from 1) to be produced.
+    fn faults_before(&self, frames: usize) -> Vec<String> {
+        self.faults
+            .iter()
+            .filter(|(reported, _)| *reported < frames)
+            .map(|(_, fault)| fault.clone())
+            .collect()
     }
 
     /// The next frame ffmpeg produced, with its timestamp when `timed`; `None` when it ended.
@@ -312,13 +328,16 @@ impl Process {
                         {
                             self.settle_at = None;
                         }
+                        self.reported += 1;
                         self.timestamps.push_back(pts);
                     }
                 }
                 Some(other) => {
                     let errors = error_lines(std::iter::once(other));
                     if self.settle_at.is_none() {
-                        self.faults.extend(errors.iter().cloned());
+                        let reported = self.reported;
+                        self.faults
+                            .extend(errors.iter().map(|e| (reported, e.clone())));
                     }
                     self.errors.extend(errors);
                 }

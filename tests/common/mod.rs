@@ -474,3 +474,43 @@ pub fn assert_matches_golden(engine: &mut dyn stylemill::engine::Engine, case: &
         case.output_png
     );
 }
+
+/// Deterministic pseudo-random values in -range..range.
+pub fn noise(count: usize, seed: u64, range: f32) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..count)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * range
+        })
+        .collect()
+}
+
+/// The largest difference of `a` from `b`, relative to the largest magnitude in `b`.
+pub fn max_relative_difference(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+/// How many frames before a damaged one a decoder error may be blamed on: ffmpeg 7 and later
+/// decode in a thread of their own, ahead of the frames they hand out (showinfo's reports of
+/// earlier frames can follow the error), so the frame named is near the damage, not exact.
+pub const DECODE_AHEAD: usize = 16;
+
+/// Whether `message` says decoding failed near a frame at most [`DECODE_AHEAD`] frames before
+/// `damaged` (or a few after it, B-frames being shown out of order).
+pub fn blames_near(message: &str, damaged: usize) -> bool {
+    message
+        .split("decoding failed near frame ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse::<usize>().ok())
+        .is_some_and(|frame| (damaged.saturating_sub(DECODE_AHEAD)..damaged + 4).contains(&frame))
+}
