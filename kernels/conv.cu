@@ -94,9 +94,9 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_f32(
 }
 
 // Tensor-core path for --precision fast: BF16 operands (rounded to nearest even while staging
-// tiles in shared memory), FP32 accumulation, with the `mma.sync.m16n8k16` instruction through
-// inline PTX (sm_80 and later; no CUDA headers needed at run time). 128 threads = 4 warps in a
-// 2x2 grid; each warp owns 32x32 outputs as 2 x 4 MMA tiles of 16x8.
+// tiles in shared memory), FP32 accumulation, with the `mma.sync.m16n8k16` instruction
+// (common.cuh's mma_m16n8k16_bf16; sm_80 and later; no CUDA headers needed at run time).
+// 128 threads = 4 warps in a 2x2 grid; each warp owns 32x32 outputs as 2 x 4 MMA tiles of 16x8.
 #define TC_K 32
 #define TC_PAD 8
 
@@ -174,15 +174,7 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_bf16_tc(
 #pragma unroll
             for (int i = 0; i < 2; ++i)
 #pragma unroll
-                for (int j = 0; j < 4; ++j) {
-                    float* d = acc[i][j];
-                    asm volatile(
-                        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                        : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]),
-                          "r"(b[j][0]), "r"(b[j][1]));
-                }
+                for (int j = 0; j < 4; ++j) mma_m16n8k16_bf16(acc[i][j], a[i], b[j]);
         }
         __syncthreads();
     }

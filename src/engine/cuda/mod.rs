@@ -123,36 +123,51 @@ pub struct CudaEngine {
     batch: usize,
 }
 
-/// Launches one convolution of `batch` NHWC maps of `h` x `w`; returns the output size.
-#[allow(clippy::too_many_arguments)]
-fn launch_conv(
-    stream: &Arc<CudaStream>,
-    f: &Functions,
-    layer: &DeviceConv,
-    src: &CudaSlice<f32>,
-    dst: &mut CudaSlice<f32>,
+/// How a kernel is launched: its grid of blocks and the threads of each block. The engine and
+/// the CPU-side kernel harness (tests/kernels_cpu.rs) launch with the same shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaunchShape {
+    pub grid: (u32, u32, u32),
+    pub threads: u32,
+}
+
+impl LaunchShape {
+    /// One thread per element.
+    pub fn elementwise(count: usize) -> LaunchShape {
+        LaunchShape {
+            grid: (blocks(count, ELEMENTWISE_THREADS), 1, 1),
+            threads: ELEMENTWISE_THREADS,
+        }
+    }
+
+    fn config(self) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: self.grid,
+            block_dim: (self.threads, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+}
+
+/// The launch of one convolution of `batch` NHWC maps of `h` x `w`.
+pub struct ConvLaunch {
+    pub shape: LaunchShape,
+    /// batch, in_h, in_w, ci, out_h, out_w, co, k, stride, pad, upsample: the kernels' integer
+    /// arguments.
+    pub ints: [i32; 11],
+    /// The output's height and width.
+    pub out: (usize, usize),
+}
+
+pub fn conv_launch(
+    conv: &Conv,
     batch: usize,
     h: usize,
     w: usize,
-    ordinal: usize,
-) -> Result<(usize, usize), EngineError> {
-    let conv = &layer.conv;
+    tensor_cores: bool,
+) -> ConvLaunch {
     let (oh, ow) = (conv.output_size(h), conv.output_size(w));
     let pixels = batch * oh * ow;
-    let (function, threads) = if layer.tensor_cores {
-        (&f.conv_tensor_cores, 128)
-    } else {
-        (&f.conv_f32, 256)
-    };
-    let config = LaunchConfig {
-        grid_dim: (
-            pixels.div_ceil(64) as u32,
-            conv.out_channels.div_ceil(64) as u32,
-            1,
-        ),
-        block_dim: (threads, 1, 1),
-        shared_mem_bytes: 0,
-    };
     let ints = [
         batch,
         h,
@@ -167,18 +182,75 @@ fn launch_conv(
         conv.upsample as usize,
     ]
     .map(|v| v as i32);
+    ConvLaunch {
+        shape: LaunchShape {
+            grid: (
+                pixels.div_ceil(64) as u32,
+                conv.out_channels.div_ceil(64) as u32,
+                1,
+            ),
+            threads: if tensor_cores { 128 } else { 256 },
+        },
+        ints,
+        out: (oh, ow),
+    }
+}
+
+/// The launches of InstanceNorm over `batch` NHWC maps of `h` x `w` x `channels`.
+pub struct NormLaunch {
+    /// Pixel segments per image, each summed by one block.
+    pub segments: usize,
+    pub segment_pixels: usize,
+    pub sums: LaunchShape,
+    pub finalize: LaunchShape,
+    pub apply: LaunchShape,
+}
+
+pub fn norm_launch(batch: usize, h: usize, w: usize, channels: usize) -> NormLaunch {
+    let segments = (h * w).div_ceil(NORM_SEGMENT);
+    NormLaunch {
+        segments,
+        segment_pixels: NORM_SEGMENT,
+        sums: LaunchShape {
+            grid: (segments as u32, batch as u32, 1),
+            threads: NORM_THREADS,
+        },
+        finalize: LaunchShape::elementwise(batch * channels),
+        apply: LaunchShape::elementwise(batch * h * w * channels),
+    }
+}
+
+/// Launches one convolution of `batch` NHWC maps of `h` x `w`; returns the output size.
+#[allow(clippy::too_many_arguments)]
+fn launch_conv(
+    stream: &Arc<CudaStream>,
+    f: &Functions,
+    layer: &DeviceConv,
+    src: &CudaSlice<f32>,
+    dst: &mut CudaSlice<f32>,
+    batch: usize,
+    h: usize,
+    w: usize,
+    ordinal: usize,
+) -> Result<(usize, usize), EngineError> {
+    let plan = conv_launch(&layer.conv, batch, h, w, layer.tensor_cores);
+    let function = if layer.tensor_cores {
+        &f.conv_tensor_cores
+    } else {
+        &f.conv_f32
+    };
     let mut launch = stream.launch_builder(function);
     launch
         .arg(src)
         .arg(&layer.weights)
         .arg(&layer.bias)
         .arg(dst);
-    for value in &ints {
+    for value in &plan.ints {
         launch.arg(value);
     }
     // SAFETY: the arguments match conv2d_*'s signature and the buffers hold the shapes.
-    unsafe { launch.launch(config) }.map_err(cuda_error(ordinal))?;
-    Ok((oh, ow))
+    unsafe { launch.launch(plan.shape.config()) }.map_err(cuda_error(ordinal))?;
+    Ok(plan.out)
 }
 
 /// Launches InstanceNorm (partial sums, finalize, apply) on `batch` NHWC maps, in place.
@@ -199,13 +271,13 @@ fn launch_norm(
 ) -> Result<(), EngineError> {
     let error = cuda_error(ordinal);
     let hw = h * w;
-    let segments = hw.div_ceil(NORM_SEGMENT);
+    let plan = norm_launch(batch, h, w, channels);
     let (hw_i, c_i, seg_i, batch_i, segments_i) = (
         hw as i32,
         channels as i32,
-        NORM_SEGMENT as i32,
+        plan.segment_pixels as i32,
         batch as i32,
-        segments as i32,
+        plan.segments as i32,
     );
     let mut sums = stream.launch_builder(&f.norm_partial_sums);
     sums.arg(&*x)
@@ -214,14 +286,7 @@ fn launch_norm(
         .arg(&c_i)
         .arg(&seg_i);
     // SAFETY: argument lists match the kernels in norm.cu; buffers are sized for them.
-    unsafe {
-        sums.launch(LaunchConfig {
-            grid_dim: (segments as u32, batch as u32, 1),
-            block_dim: (NORM_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        })
-    }
-    .map_err(&error)?;
+    unsafe { sums.launch(plan.sums.config()) }.map_err(&error)?;
     let mut finalize = stream.launch_builder(&f.norm_finalize);
     finalize
         .arg(&*partial)
@@ -233,8 +298,7 @@ fn launch_norm(
         .arg(&hw_i)
         .arg(&c_i);
     // SAFETY: as above.
-    unsafe { finalize.launch(LaunchConfig::for_num_elems((batch * channels) as u32)) }
-        .map_err(&error)?;
+    unsafe { finalize.launch(plan.finalize.config()) }.map_err(&error)?;
     let count = batch * hw * channels;
     let mode = if residual.is_some() {
         Then::AddResidual
@@ -251,12 +315,12 @@ fn launch_norm(
         .arg(&c_i)
         .arg(&mode);
     // SAFETY: as above.
-    unsafe { apply.launch(elementwise(count)) }.map_err(&error)?;
+    unsafe { apply.launch(plan.apply.config()) }.map_err(&error)?;
     Ok(())
 }
 
 /// Packs OIHW weights as [ky][kx][ci][co], the GEMM's K x Co operand.
-fn pack_weights(conv: &Conv) -> Vec<f32> {
+pub fn pack_weights(conv: &Conv) -> Vec<f32> {
     let (ci, co, k) = (conv.in_channels, conv.out_channels, conv.kernel);
     let mut packed = vec![0.0; k * k * ci * co];
     for o in 0..co {
@@ -274,15 +338,6 @@ fn pack_weights(conv: &Conv) -> Vec<f32> {
 
 fn blocks(count: usize, threads: u32) -> u32 {
     count.div_ceil(threads as usize) as u32
-}
-
-/// One thread per element.
-fn elementwise(count: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (blocks(count, ELEMENTWISE_THREADS), 1, 1),
-        block_dim: (ELEMENTWISE_THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    }
 }
 
 /// Launches `f32_to_rgb8` or `crop_f32`: `batch` network outputs of `out` (height, width)
@@ -305,7 +360,8 @@ fn launch_crop<T: cudarc::driver::DeviceRepr>(
         launch.arg(value);
     }
     // SAFETY: matches (src, dst, batch, src_h, src_w, h, w) of both kernels in frame.cu.
-    unsafe { launch.launch(elementwise(batch * size.rgb_bytes())) }.map_err(cuda_error(ordinal))?;
+    unsafe { launch.launch(LaunchShape::elementwise(batch * size.rgb_bytes()).config()) }
+        .map_err(cuda_error(ordinal))?;
     Ok(())
 }
 
@@ -536,7 +592,7 @@ impl CudaEngine {
         let mut launch = self.stream.launch_builder(&self.functions.rgb8_to_f32);
         launch.arg(&work.frames_u8).arg(&mut work.input).arg(&count);
         // SAFETY: matches rgb8_to_f32(src, dst, count).
-        unsafe { launch.launch(elementwise(count)) }.map_err(&error)?;
+        unsafe { launch.launch(LaunchShape::elementwise(count).config()) }.map_err(&error)?;
         Ok(())
     }
 

@@ -1,0 +1,53 @@
+// The CUDA kernels' own source built for the CPU (kernels/emulation.h), with one C entry point
+// per kernel taking its launch shape and arguments, for tests/kernels_cpu.rs.
+#define STYLEMILL_CPU_EMULATION
+#include "emulation.h"
+#include "common.cuh"
+#include "conv.cu"
+#include "norm.cu"
+#include "frame.cu"
+
+using emulation::launch;
+
+// Only the entry points are exported (the build hides everything else), so that harnesses
+// built from other sources and loaded beside this one never share its kernels or globals.
+#define ENTRY extern "C" __attribute__((visibility("default")))
+
+// ints: batch, in_h, in_w, ci, out_h, out_w, co, k, stride, pad, upsample.
+ENTRY void emu_conv2d(int tensor_cores, unsigned grid_x, unsigned grid_y, unsigned threads,
+                const float* input, const float* weights, const float* bias, float* output,
+                const int* n) {
+    auto kernel = tensor_cores ? conv2d_bf16_tc : conv2d_f32;
+    launch(dim3{grid_x, grid_y, 1}, dim3{threads, 1, 1}, kernel, input, weights, bias, output,
+           n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]);
+}
+
+ENTRY void emu_norm_partial_sums(unsigned grid_x, unsigned grid_y, unsigned threads, const float* x,
+                           double* partial, int hw, int c, int segment_pixels) {
+    launch(dim3{grid_x, grid_y, 1}, dim3{threads, 1, 1}, norm_partial_sums, x, partial, hw, c,
+           segment_pixels);
+}
+
+ENTRY void emu_norm_finalize(unsigned grid_x, unsigned threads, const double* partial,
+                       const float* gamma, const float* beta, float* scale_shift, int batch,
+                       int segments, int hw, int c) {
+    launch(dim3{grid_x, 1, 1}, dim3{threads, 1, 1}, norm_finalize, partial, gamma, beta,
+           scale_shift, batch, segments, hw, c);
+}
+
+ENTRY void emu_norm_apply(unsigned grid_x, unsigned threads, float* x, const float* scale_shift,
+                    const float* residual, size_t count, int hw, int c, int mode) {
+    launch(dim3{grid_x, 1, 1}, dim3{threads, 1, 1}, norm_apply, x, scale_shift, residual, count,
+           hw, c, mode);
+}
+
+ENTRY void emu_rgb8_to_f32(unsigned grid_x, unsigned threads, const unsigned char* src, float* dst,
+                     size_t count) {
+    launch(dim3{grid_x, 1, 1}, dim3{threads, 1, 1}, rgb8_to_f32, src, dst, count);
+}
+
+ENTRY void emu_f32_to_rgb8(unsigned grid_x, unsigned threads, const float* src, unsigned char* dst,
+                     int batch, int src_h, int src_w, int h, int w) {
+    launch(dim3{grid_x, 1, 1}, dim3{threads, 1, 1}, f32_to_rgb8, src, dst, batch, src_h, src_w,
+           h, w);
+}

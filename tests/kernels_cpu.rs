@@ -1,0 +1,345 @@
+//! The CUDA kernels' own source, run on the CPU in CI without a GPU: kernels/*.cu built as C++
+//! against kernels/emulation.h (blocks one at a time, a block's threads as real threads taking
+//! turns at every barrier, `mma.sync` through common.cuh's CPU twin of its fragment layouts),
+//! launched with the engine's own launch shapes, and compared with the CPU engine's layers:
+//! every kind of convolution in both precisions, InstanceNorm with ReLU and with a residual,
+//! and the frame conversion. Two mutants of conv.cu (a wrong fragment index, a missing
+//! barrier) must fail the same comparison. The build needs a C++20 compiler (`c++`, or `CXX`).
+
+mod common;
+
+use common::*;
+use libloading::{Library, Symbol};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use stylemill::engine::cpu;
+use stylemill::engine::cuda::{conv_launch, norm_launch, pack_weights, LaunchShape};
+use stylemill::model::styles::load_style;
+use stylemill::model::{Conv, TransformerNet};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds the harness against the kernel sources in `kernels` into `library`.
+fn build(kernels: &Path, library: &Path) -> Library {
+    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let output = std::process::Command::new(&compiler)
+        .args(["-std=c++20", "-O2", "-shared", "-fPIC", "-pthread"])
+        .args(["-Wno-unknown-pragmas", "-Wno-sign-compare"])
+        .args([
+            "-fvisibility=hidden",
+            "-fvisibility-inlines-hidden",
+            "-Wl,-Bsymbolic",
+        ])
+        .arg(format!("-I{}", kernels.display()))
+        .arg(root().join("tests/harness/kernels_cpu.cpp"))
+        .arg("-o")
+        .arg(library)
+        .output()
+        .unwrap_or_else(|e| panic!("{compiler} (a C++20 compiler) runs: {e}"));
+    assert!(
+        output.status.success(),
+        "the kernels do not build for the CPU:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // SAFETY: the library is the harness just built; its initialisers are the C++ runtime's.
+    unsafe { Library::new(library) }.unwrap()
+}
+
+/// The harness built from the shipped kernels, once per test run.
+fn shipped() -> &'static Library {
+    static LIBRARY: OnceLock<Library> = OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        let dir = root().join("target/kernel-harness");
+        std::fs::create_dir_all(&dir).unwrap();
+        build(&root().join("kernels"), &dir.join("shipped.so"))
+    })
+}
+
+/// The harness built from the kernels with `conv.cu` edited by replacing `from` with `to`.
+fn mutant(dir: &Path, from: &str, to: &str) -> Library {
+    let kernels = dir.join("kernels");
+    std::fs::create_dir_all(&kernels).unwrap();
+    for entry in std::fs::read_dir(root().join("kernels")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, kernels.join(path.file_name().unwrap())).unwrap();
+    }
+    let conv = std::fs::read_to_string(kernels.join("conv.cu")).unwrap();
+    assert_eq!(conv.matches(from).count(), 1, "`{from}` once in conv.cu");
+    std::fs::write(kernels.join("conv.cu"), conv.replacen(from, to, 1)).unwrap();
+    build(&kernels, &dir.join("mutant.so"))
+}
+
+type ConvEntry = unsafe extern "C" fn(
+    i32,
+    u32,
+    u32,
+    u32,
+    *const f32,
+    *const f32,
+    *const f32,
+    *mut f32,
+    *const i32,
+) -> ();
+
+/// One convolution of an HWC map (batch 1) through the harness's kernel.
+fn emulated_conv(
+    library: &Library,
+    conv: &Conv,
+    input: &[f32],
+    height: usize,
+    width: usize,
+    tensor_cores: bool,
+) -> (Vec<f32>, usize, usize) {
+    let plan = conv_launch(conv, 1, height, width, tensor_cores);
+    let (oh, ow) = plan.out;
+    let weights = pack_weights(conv);
+    let mut output = vec![f32::NAN; oh * ow * conv.out_channels];
+    // SAFETY: the entry point's signature is ConvEntry; the buffers hold the launch's shapes.
+    unsafe {
+        let run: Symbol<ConvEntry> = library.get(b"emu_conv2d").unwrap();
+        run(
+            tensor_cores as i32,
+            plan.shape.grid.0,
+            plan.shape.grid.1,
+            plan.shape.threads,
+            input.as_ptr(),
+            weights.as_ptr(),
+            conv.bias.as_ptr(),
+            output.as_mut_ptr(),
+            plan.ints.as_ptr(),
+        );
+    }
+    (output, oh, ow)
+}
+
+/// One convolution of each kind in the network (first, downsampling, residual, upsampling,
+/// last), with the largest difference from the CPU engine in each precision on odd sizes.
+fn conv_differences(library: &Library, net: &TransformerNet) -> Vec<(String, f32, f32)> {
+    let mut kinds: Vec<&Conv> = Vec::new();
+    for conv in net.convolutions() {
+        let kind = |c: &Conv| {
+            (
+                c.in_channels,
+                c.out_channels,
+                c.kernel,
+                c.stride,
+                c.upsample,
+            )
+        };
+        if !kinds.iter().any(|k| kind(k) == kind(conv)) {
+            kinds.push(conv);
+        }
+    }
+    let mut differences = Vec::new();
+    for conv in kinds {
+        let (height, width) = if conv.in_channels >= 64 {
+            (7, 9)
+        } else {
+            (13, 11)
+        };
+        let input = noise(
+            height * width * conv.in_channels,
+            conv.out_channels as u64,
+            50.0,
+        );
+        let (expected, eh, ew) = cpu::run_conv(conv, &input, height, width);
+        let mut worst = [0.0f32; 2];
+        for (i, tensor_cores) in [false, true].into_iter().enumerate() {
+            let (got, gh, gw) = emulated_conv(library, conv, &input, height, width, tensor_cores);
+            assert_eq!((gh, gw), (eh, ew));
+            worst[i] = max_relative_difference(&got, &expected);
+        }
+        let name = format!(
+            "conv {}->{} k{} s{}{} at {height}x{width}",
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel,
+            conv.stride,
+            if conv.upsample { " upsampled" } else { "" }
+        );
+        differences.push((name, worst[0], worst[1]));
+    }
+    differences
+}
+
+/// FP32 within 1e-5 of the CPU engine; BF16 operands within 2e-2, as on a GPU.
+const FP32_TOLERANCE: f32 = 1e-5;
+const BF16_TOLERANCE: f32 = 2e-2;
+
+#[test]
+fn every_kind_of_convolution_matches_the_cpu_engine_in_both_precisions() {
+    let net = load_style("mosaic").unwrap();
+    for (name, fp32, bf16) in conv_differences(shipped(), &net) {
+        assert!(fp32 <= FP32_TOLERANCE, "{name}: fp32 kernel off by {fp32}");
+        assert!(
+            bf16 <= BF16_TOLERANCE,
+            "{name}: tensor-core kernel off by {bf16}"
+        );
+        eprintln!("{name}: fp32 {fp32:.1e}, bf16 {bf16:.1e}");
+    }
+}
+
+#[test]
+fn a_wrong_fragment_index_and_a_missing_barrier_are_caught() {
+    let net = load_style("mosaic").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The B fragment's second register holds rows 2t + 8 and 2t + 9: read rows 2t, 2t + 1
+    // again instead.
+    let wrong_fragment = mutant(
+        &dir.path().join("fragment"),
+        "b[j][1] = pair(&b_tile[n][t + 2 * in_group + 8]);",
+        "b[j][1] = pair(&b_tile[n][t + 2 * in_group]);",
+    );
+    let caught = conv_differences(&wrong_fragment, &net)
+        .iter()
+        .any(|(_, _, bf16)| *bf16 > BF16_TOLERANCE);
+    assert!(caught, "a wrong B fragment index went unnoticed");
+    // The fp32 kernel without the barrier between staging a tile and reading it.
+    let missing_barrier = mutant(
+        &dir.path().join("barrier"),
+        "        __syncthreads();\n#pragma unroll\n        for (int t = 0; t < TILE_K; ++t) {",
+        "#pragma unroll\n        for (int t = 0; t < TILE_K; ++t) {",
+    );
+    let caught = conv_differences(&missing_barrier, &net)
+        .iter()
+        .any(|(_, fp32, _)| *fp32 > FP32_TOLERANCE);
+    assert!(caught, "a missing __syncthreads went unnoticed");
+}
+
+type SumsEntry = unsafe extern "C" fn(u32, u32, u32, *const f32, *mut f64, i32, i32, i32);
+type FinalizeEntry = unsafe extern "C" fn(
+    u32,
+    u32,
+    *const f64,
+    *const f32,
+    *const f32,
+    *mut f32,
+    i32,
+    i32,
+    i32,
+    i32,
+);
+type ApplyEntry =
+    unsafe extern "C" fn(u32, u32, *mut f32, *const f32, *const f32, usize, i32, i32, i32);
+
+#[test]
+fn instance_norm_matches_the_cpu_engine_with_relu_and_with_a_residual() {
+    let net = load_style("candy").unwrap();
+    let library = shipped();
+    for norm in [&net.in1, &net.in2, &net.in3] {
+        let channels = norm.weight.len();
+        for (height, width) in [(5, 7), (47, 53)] {
+            let input = noise(height * width * channels, channels as u64, 30.0);
+            let residual = noise(height * width * channels, 7, 10.0);
+            for skip in [None, Some(residual.as_slice())] {
+                let expected = cpu::run_instance_norm(norm, &input, height, width, skip);
+                let plan = norm_launch(1, height, width, channels);
+                let (hw, c) = ((height * width) as i32, channels as i32);
+                let mut partial = vec![f64::NAN; plan.segments * 2 * channels];
+                let mut scale_shift = vec![f32::NAN; 2 * channels];
+                let mut x = input.clone();
+                let mode = if skip.is_some() { 2 } else { 1 };
+                // SAFETY: the entry points' signatures are these types; buffers fit the plan.
+                unsafe {
+                    let sums: Symbol<SumsEntry> = library.get(b"emu_norm_partial_sums").unwrap();
+                    let finalize: Symbol<FinalizeEntry> =
+                        library.get(b"emu_norm_finalize").unwrap();
+                    let apply: Symbol<ApplyEntry> = library.get(b"emu_norm_apply").unwrap();
+                    let LaunchShape { grid, threads } = plan.sums;
+                    sums(
+                        grid.0,
+                        grid.1,
+                        threads,
+                        x.as_ptr(),
+                        partial.as_mut_ptr(),
+                        hw,
+                        c,
+                        plan.segment_pixels as i32,
+                    );
+                    finalize(
+                        plan.finalize.grid.0,
+                        plan.finalize.threads,
+                        partial.as_ptr(),
+                        norm.weight.as_ptr(),
+                        norm.bias.as_ptr(),
+                        scale_shift.as_mut_ptr(),
+                        1,
+                        plan.segments as i32,
+                        hw,
+                        c,
+                    );
+                    apply(
+                        plan.apply.grid.0,
+                        plan.apply.threads,
+                        x.as_mut_ptr(),
+                        scale_shift.as_ptr(),
+                        skip.unwrap_or(&scale_shift).as_ptr(),
+                        x.len(),
+                        hw,
+                        c,
+                        mode,
+                    );
+                }
+                let difference = max_relative_difference(&x, &expected);
+                assert!(
+                    difference <= 1e-5,
+                    "{channels} channels at {height}x{width}, residual {}: {difference}",
+                    skip.is_some()
+                );
+            }
+        }
+    }
+}
+
+type ToFloatEntry = unsafe extern "C" fn(u32, u32, *const u8, *mut f32, usize);
+type ToBytesEntry = unsafe extern "C" fn(u32, u32, *const f32, *mut u8, i32, i32, i32, i32, i32);
+
+#[test]
+fn frames_convert_to_floats_and_back_cropped_and_rounded_as_the_cpu_engine_does() {
+    let library = shipped();
+    let (height, width, padded_h, padded_w) = (5usize, 7usize, 8usize, 8usize);
+    let bytes: Vec<u8> = (0..height * width * 3)
+        .map(|i| (i * 37 % 256) as u8)
+        .collect();
+    let mut floats = vec![f32::NAN; bytes.len()];
+    let network_output: Vec<f32> = noise(padded_h * padded_w * 3, 3, 300.0)
+        .iter()
+        .map(|v| v + 128.0)
+        .collect();
+    let mut frame = vec![0u8; height * width * 3];
+    // SAFETY: the entry points' signatures are these types; the buffers hold the shapes.
+    unsafe {
+        let to_float: Symbol<ToFloatEntry> = library.get(b"emu_rgb8_to_f32").unwrap();
+        let shape = LaunchShape::elementwise(bytes.len());
+        to_float(
+            shape.grid.0,
+            shape.threads,
+            bytes.as_ptr(),
+            floats.as_mut_ptr(),
+            bytes.len(),
+        );
+        let to_bytes: Symbol<ToBytesEntry> = library.get(b"emu_f32_to_rgb8").unwrap();
+        let shape = LaunchShape::elementwise(frame.len());
+        to_bytes(
+            shape.grid.0,
+            shape.threads,
+            network_output.as_ptr(),
+            frame.as_mut_ptr(),
+            1,
+            padded_h as i32,
+            padded_w as i32,
+            height as i32,
+            width as i32,
+        );
+    }
+    assert!(floats.iter().zip(&bytes).all(|(f, b)| *f == f32::from(*b)));
+    let cropped: Vec<f32> = (0..height)
+        .flat_map(|y| {
+            let row = &network_output[y * padded_w * 3..];
+            row[..width * 3].to_vec()
+        })
+        .collect();
+    assert_eq!(frame, stylemill::engine::quantize(&cropped));
+}
