@@ -206,22 +206,12 @@ fn assert_timed_as(input: &Path, output: &Path, what: &str) {
     );
 }
 
-/// Stylizes `input` on three ranks in chunks of 8 frames into `three`; the output must be
-/// identical to `single`, made on one rank with the same chunks.
+/// Stylizes `input` on three ranks in chunks of 8 frames; the output must be identical to
+/// `single`, made on one rank with the same chunks.
 fn assert_same_under_three_ranks(dir: &Path, input: &Path, single: &Path) {
     let three = dir.join("three.mp4");
-    let output = mpirun_command(
-        3,
-        &run_args(input, &three, "mosaic", &["--chunk-frames", "8"]),
-    )
-    .output()
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(std::fs::read(&three).unwrap() == std::fs::read(single).unwrap());
+    let args = run_args(input, &three, "mosaic", &["--chunk-frames", "8"]);
+    assert_mpirun_writes(3, &args, &three, &std::fs::read(single).unwrap());
 }
 
 /// Stylizes `input` once on one rank and once on three, in chunks of 8 frames; both outputs

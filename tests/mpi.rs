@@ -28,21 +28,6 @@ fn args(input: &Path, output: &Path, limit: &str) -> Vec<String> {
     .to_vec()
 }
 
-/// Runs `args`, which write `output`, under `mpirun -np ranks`; asserts they succeed and write
-/// `expected`.
-fn assert_mpirun_writes(ranks: usize, args: &[String], output: &Path, expected: &[u8]) {
-    let run = mpirun(ranks, args);
-    assert!(
-        run.status.success(),
-        "np {ranks} {args:?}: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    assert!(
-        std::fs::read(output).unwrap() == expected,
-        "np {ranks} {args:?} differs from the plain run"
-    );
-}
-
 #[test]
 fn more_ranks_than_chunks_leave_some_idle_and_the_bytes_unchanged() {
     // 10 frames are three chunks: of twelve ranks, nine get none.

@@ -35,6 +35,7 @@ pub struct ColourTags<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HdrTransfer(pub &'static str);
 
+#[cfg(test)]
 impl Default for Colour {
     fn default() -> Colour {
         let size = FrameSize {

@@ -25,8 +25,8 @@ const X264_PRESET: &str = "medium";
 const AAC_BITRATE: &str = "192k";
 
 /// The name of chunk `index`'s finished output in the work directory: a NUT segment (it keeps
-/// any time base exactly) for video, a directory of PNG frames for a frame sequence. It only ever exists complete: the
-/// encoder writes under [`partial_name`] and renames when done.
+/// any time base exactly) for video, a directory of PNG frames for a frame sequence. It only
+/// ever exists complete: the encoder writes under [`partial_name`] and renames when done.
 pub fn chunk_name(index: usize, kind: &OutputKind) -> String {
     match kind {
         OutputKind::Video { .. } => format!("chunk-{index:08}.nut"),
@@ -266,6 +266,7 @@ pub fn assemble(
     // The concat demuxer's quoting: a quote inside a quoted path is written '\''.
     let quoted = |path: PathBuf| path.display().to_string().replace('\'', "'\\''");
     let timing = Timing::of(input);
+    let video_delay = timing.video_delay();
     let list: String = chunks
         .iter()
         .enumerate()
@@ -290,7 +291,7 @@ pub fn assemble(
     command
         .hide_banner()
         .args(["-nostdin"])
-        .args(["-itsoffset", &format!("{:.6}", timing.video_delay())])
+        .args(["-itsoffset", &format!("{video_delay:.6}")])
         .format("concat")
         .args(["-safe", "0"])
         .input(file_url(&list_path))
@@ -319,7 +320,7 @@ pub fn assemble(
     carry_the_rest(&mut command, input, *container);
     let frames = chunks.last().map_or(0, |last| last.end);
     if frames < input.frames {
-        let seconds = timing.video_delay() + timing.duration_of_first(frames);
+        let seconds = video_delay + timing.duration_of_first(frames);
         command.args(["-t", &format!("{seconds:.6}")]);
     }
     if matches!(

@@ -126,6 +126,26 @@ pub fn mpirun<S: AsRef<std::ffi::OsStr>>(ranks: usize, args: &[S]) -> std::proce
         .expect("mpirun runs (apt-get install openmpi-bin)")
 }
 
+/// Runs `args`, which write `output`, under `mpirun -np ranks`; asserts they succeed and write
+/// `expected`.
+pub fn assert_mpirun_writes(
+    ranks: usize,
+    args: &[String],
+    output: &std::path::Path,
+    expected: &[u8],
+) {
+    let run = mpirun(ranks, args);
+    assert!(
+        run.status.success(),
+        "np {ranks} {args:?}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        std::fs::read(output).unwrap() == expected,
+        "np {ranks} {args:?} differs from the plain run"
+    );
+}
+
 /// The golden vectors' manifest (fixtures/golden/manifest.json).
 #[derive(serde::Deserialize)]
 pub struct Manifest {
