@@ -3,6 +3,7 @@
 # installed system-wide, no GPU and no CUDA toolkit needed):
 # - target/cuda-tools: NVRTC and ptxas unpacked from their PyPI wheels, for compiling the CUDA
 #   kernels and reporting their registers;
+# - target/cuda-tools-13: NVRTC 13 from PyPI, for the test that finds it by name;
 # - target/test-venv: a Python environment with azure-ai-ml and dockerfile-parse, for validating
 #   the Azure ML job definitions offline;
 # - target/azurite: the Azure Blob Storage emulator (npm), for the blob and watch tests;
@@ -24,6 +25,15 @@ if [ ! -e "$tools/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" ] || [ ! -x "$tools/nvid
         python3 -m zipfile -e "$wheel" "$tools"
     done
     chmod +x "$tools/nvidia/cuda_nvcc/bin/ptxas"
+fi
+
+# NVRTC 13 (the CUDA 13 toolkit's, named libnvrtc.so.13), for the test that finds it by name.
+tools_13=target/cuda-tools-13
+if [ ! -e "$tools_13/nvidia/cu13/lib/libnvrtc.so.13" ]; then
+    mkdir -p "$tools_13/wheels"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$tools_13/wheels" "nvidia-cuda-nvrtc==13.0.*"
+    python3 -m zipfile -e "$tools_13"/wheels/*.whl "$tools_13"
+    rm -rf "$tools_13/wheels"
 fi
 
 venv=target/test-venv

@@ -213,19 +213,16 @@ fn cuda_findings() -> Vec<Finding> {
             Err(reason) => findings.push(finding("GPU", reason, false, false)),
         }
     }
-    let nvrtc = crate::engine::cuda::kernels::ensure_nvrtc();
-    findings.push(match nvrtc {
-        Ok(()) => {
-            let (mut major, mut minor) = (0, 0);
-            // SAFETY: NVRTC is loaded; the call writes two ints.
-            unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
-            finding(
-                "NVRTC",
-                format!("{major}.{minor} (compiles the CUDA kernels)"),
-                true,
-                false,
-            )
-        }
+    findings.push(match crate::engine::cuda::nvrtc::nvrtc() {
+        Ok(nvrtc) => finding(
+            "NVRTC",
+            format!(
+                "{}.{} from {} (compiles the CUDA kernels)",
+                nvrtc.version.0, nvrtc.version.1, nvrtc.location
+            ),
+            true,
+            false,
+        ),
         Err(error) => finding("NVRTC", error.to_string(), false, false),
     });
     findings

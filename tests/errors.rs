@@ -304,7 +304,7 @@ fn kernels_without_nvrtc_say_how_to_get_it() {
         return; // a CUDA toolkit on the library path provides NVRTC here
     }
     assert!(!output.status.success());
-    assert!(stderr.contains("NVRTC (libnvrtc.so.12), which compiles stylemill's CUDA kernels, was not found; install the CUDA toolkit or `pip install nvidia-cuda-nvrtc-cu12`"), "{stderr}");
+    assert!(stderr.contains("NVRTC (libnvrtc.so.13 or libnvrtc.so.12), which compiles stylemill's CUDA kernels, was not found; install the CUDA toolkit or `pip install nvidia-cuda-nvrtc-cu12`"), "{stderr}");
 }
 
 #[test]
@@ -330,6 +330,35 @@ fn kernels_are_compiled_into_the_cache() {
         "three families for two architectures: {cached:?}"
     );
     assert!(cached.iter().any(|n| n.starts_with("conv.cu-sm_90-")));
+}
+
+#[test]
+fn nvrtc_13_of_the_cuda_13_toolkit_is_found_by_its_name_and_named_in_the_log() {
+    let s = Scratch::new();
+    let nvrtc_13 =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/cuda-tools-13/nvidia/cu13/lib");
+    assert!(
+        nvrtc_13.join("libnvrtc.so.13").exists(),
+        "NVRTC 13 not found in {}: run scripts/test-tools.sh",
+        nvrtc_13.display()
+    );
+    let output = std::process::Command::new(bin())
+        .args(["kernels", "--arch", "sm_90"])
+        .env_remove("STYLEMILL_NVRTC_DIR")
+        .env("LD_LIBRARY_PATH", &nvrtc_13)
+        .env("RUST_LOG", "info")
+        .env("STYLEMILL_KERNEL_CACHE", s.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("NVRTC 13."), "{stderr}");
+    assert!(stderr.contains("(libnvrtc.so.13)"), "{stderr}");
+    for name in names_in(s.dir.path()) {
+        let entry = std::fs::read(s.dir.path().join(&name)).unwrap();
+        assert!(entry.starts_with(b"\x7fELF"), "{name} is machine code");
+    }
+    assert_eq!(names_in(s.dir.path()).len(), 3);
 }
 
 /// Starts a run of `input` (inside `dir`), waits for an ffmpeg child whose command line holds

@@ -6,6 +6,7 @@
 //! for the newest architecture it does know and left to the driver to translate. Also the offline check that every kernel compiles for given architectures, with
 //! the registers and spills ptxas reports, which CI runs without a GPU.
 
+use super::nvrtc::{nvrtc, Output};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -33,7 +34,7 @@ pub const FAMILIES: [(&str, &str, &[&str]); 3] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    #[error("NVRTC (libnvrtc.so.12), which compiles stylemill's CUDA kernels, was not found; install the CUDA toolkit or `pip install nvidia-cuda-nvrtc-cu12`, then put its lib directory on LD_LIBRARY_PATH or in STYLEMILL_NVRTC_DIR")]
+    #[error("NVRTC (libnvrtc.so.13 or libnvrtc.so.12), which compiles stylemill's CUDA kernels, was not found; install the CUDA toolkit or `pip install nvidia-cuda-nvrtc-cu12`, then put its lib directory on LD_LIBRARY_PATH or in STYLEMILL_NVRTC_DIR")]
     NvrtcMissing,
     #[error("kernel source {file} does not compile for {arch}: {log}")]
     Compile {
@@ -56,62 +57,35 @@ pub fn full_source(source: &str) -> String {
     format!("{COMMON}\n{source}")
 }
 
-/// Makes NVRTC loadable: from the usual library path, or else from `STYLEMILL_NVRTC_DIR`, which
-/// is loaded by full path so that cudarc's later lookup by name finds the loaded library.
-pub fn ensure_nvrtc() -> Result<(), KernelError> {
-    // SAFETY: probing for a shared library runs only its initialisers, which NVRTC's are.
-    if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Ok(());
-    }
-    let dir = std::env::var_os("STYLEMILL_NVRTC_DIR").ok_or(KernelError::NvrtcMissing)?;
-    for name in ["libnvrtc.so.12", "libnvrtc.so"] {
-        let path = Path::new(&dir).join(name);
-        // SAFETY: as above; the library stays loaded for the life of the process.
-        if let Ok(library) = unsafe { libloading::Library::new(&path) } {
-            std::mem::forget(library);
-            log::debug!("NVRTC loaded from {}", path.display());
-            return Ok(());
-        }
-    }
-    Err(KernelError::NvrtcMissing)
-}
-
-/// NVRTC's name for an architecture such as `sm_90`.
-fn static_arch(arch: &str) -> &'static str {
-    match arch {
-        "sm_80" => "sm_80",
-        "sm_86" => "sm_86",
-        "sm_89" => "sm_89",
-        "sm_90" => "sm_90",
-        "sm_100" => "sm_100",
-        "sm_120" => "sm_120",
-        other => Box::leak(other.to_string().into_boxed_str()),
-    }
+/// Compiles one family with NVRTC for `arch` (`sm_90`, ...): PTX, or a cubin.
+fn compile_with(
+    file: &str,
+    source: &str,
+    arch: &str,
+    output: Output,
+) -> Result<Vec<u8>, KernelError> {
+    let options = [
+        format!("--gpu-architecture={arch}"),
+        "--std=c++17".to_string(),
+    ];
+    nvrtc()?
+        .compile(file, &full_source(source), &options, output)
+        .map_err(|log| KernelError::Compile {
+            file: file.to_string(),
+            arch: arch.to_string(),
+            log,
+        })
 }
 
 /// Compiles one family to PTX for `arch` (`sm_90`, ...).
 pub fn compile(file: &str, source: &str, arch: &str) -> Result<String, KernelError> {
-    ensure_nvrtc()?;
-    let options = cudarc::nvrtc::CompileOptions {
-        arch: Some(static_arch(arch)),
-        name: Some(file.to_string()),
-        options: vec!["--std=c++17".into()],
-        ..Default::default()
-    };
-    let ptx = cudarc::nvrtc::compile_ptx_with_opts(full_source(source), options).map_err(|e| {
-        let log = match &e {
-            cudarc::nvrtc::CompileError::CompileError { log, .. } => {
-                log.to_string_lossy().into_owned()
-            }
-            other => format!("{other:?}"),
-        };
-        KernelError::Compile {
-            file: file.to_string(),
-            arch: arch.to_string(),
-            log,
-        }
-    })?;
-    Ok(ptx.to_src())
+    let ptx = compile_with(file, source, arch, Output::Ptx)?;
+    Ok(String::from_utf8_lossy(&ptx).into_owned())
+}
+
+/// Compiles one family to a cubin for `arch` (`sm_90`, ...).
+pub fn compile_cubin(file: &str, source: &str, arch: &str) -> Result<Vec<u8>, KernelError> {
+    compile_with(file, source, arch, Output::Cubin)
 }
 
 /// Where compiled kernels are cached: `$STYLEMILL_KERNEL_CACHE`, else `$XDG_CACHE_HOME` or
@@ -179,69 +153,9 @@ impl Module {
     }
 }
 
-/// Compiles one family to a cubin for `arch` (`sm_90`, ...).
-pub fn compile_cubin(file: &str, source: &str, arch: &str) -> Result<Vec<u8>, KernelError> {
-    use cudarc::nvrtc::{result, sys};
-    ensure_nvrtc()?;
-    let failure = |log: String| KernelError::Compile {
-        file: file.to_string(),
-        arch: arch.to_string(),
-        log,
-    };
-    let text = std::ffi::CString::new(full_source(source)).expect("sources hold no NUL");
-    let name = std::ffi::CString::new(file).expect("file names hold no NUL");
-    let program =
-        result::create_program(&text, Some(&name)).map_err(|e| failure(format!("{e:?}")))?;
-    let options = [
-        format!("--gpu-architecture={arch}"),
-        "--std=c++17".to_string(),
-    ];
-    // SAFETY: the program is valid until destroyed below; the sizes come from NVRTC itself.
-    let outcome = unsafe {
-        match result::compile_program(program, &options) {
-            Err(_) => Err(failure(
-                result::get_program_log(program)
-                    .map(|log| {
-                        std::ffi::CStr::from_ptr(log.as_ptr())
-                            .to_string_lossy()
-                            .into_owned()
-                    })
-                    .unwrap_or_default(),
-            )),
-            Ok(()) => {
-                let mut size = 0usize;
-                sys::nvrtcGetCUBINSize(program, &mut size)
-                    .result()
-                    .map_err(|e| failure(format!("no cubin: {e:?}")))?;
-                let mut cubin = vec![0u8; size];
-                sys::nvrtcGetCUBIN(program, cubin.as_mut_ptr().cast())
-                    .result()
-                    .map_err(|e| failure(format!("no cubin: {e:?}")))?;
-                Ok(cubin)
-            }
-        }
-    };
-    // SAFETY: created above and no longer used.
-    let _ = unsafe { result::destroy_program(program) };
-    outcome
-}
-
 /// The architectures this NVRTC compiles for, as numbers (`90` for sm_90).
 pub fn supported_architectures() -> Result<Vec<u32>, KernelError> {
-    use cudarc::nvrtc::sys;
-    ensure_nvrtc()?;
-    let mut count = 0;
-    // SAFETY: NVRTC writes `count` numbers into a buffer of that many.
-    unsafe {
-        sys::nvrtcGetNumSupportedArchs(&mut count)
-            .result()
-            .map_err(|_| KernelError::NvrtcMissing)?;
-        let mut archs = vec![0; count.max(0) as usize];
-        sys::nvrtcGetSupportedArchs(archs.as_mut_ptr())
-            .result()
-            .map_err(|_| KernelError::NvrtcMissing)?;
-        Ok(archs.into_iter().map(|a| a as u32).collect())
-    }
+    Ok(nvrtc()?.supported_architectures())
 }
 
 /// What the driver loads for a family on a GPU of `arch`: a cubin for it when this NVRTC knows

@@ -6,6 +6,7 @@
 //! buffers.
 
 pub mod kernels;
+pub mod nvrtc;
 
 use super::{check_frame_size, EngineError, Precision};
 use crate::frame::{Frame, FrameSize};
