@@ -7,38 +7,45 @@
 #define NORM_THREADS 256
 
 // Grid (segments, batch). Thread t accumulates channel t % c over every (256 / c)-th pixel of
-// its block's segment in double; the block then sums its lanes in order and writes
+// its block's segment in double (above 256 channels, group by group of 256); the block then
+// sums its lanes in order and writes
 // partial[b][segment][0..c) (sums) and partial[b][segment][c..2c) (sums of squares).
 extern "C" __global__ void __launch_bounds__(NORM_THREADS) norm_partial_sums(
     const float* __restrict__ x, double* __restrict__ partial, int hw, int c, int segment_pixels) {
     __shared__ double sums[NORM_THREADS];
     __shared__ double squares[NORM_THREADS];
     const int b = blockIdx.y, segment = blockIdx.x, segments = gridDim.x;
-    const int lanes = NORM_THREADS / c;
-    const int ch = threadIdx.x % c, lane = threadIdx.x / c;
-    double s = 0.0, q = 0.0;
-    if (lane < lanes) {
-        const int start = segment * segment_pixels;
-        const int end = min(start + segment_pixels, hw);
-        const float* image = x + (size_t)b * hw * c;
-        for (int p = start + lane; p < end; p += lanes) {
-            const double v = image[(size_t)p * c + ch];
-            s += v;
-            q += v * v;
+    const int start = segment * segment_pixels;
+    const int end = min(start + segment_pixels, hw);
+    const float* image = x + (size_t)b * hw * c;
+    double* out = partial + ((size_t)b * segments + segment) * 2 * c;
+    // Channels in groups of at most NORM_THREADS (one group below 257 channels): in a group of
+    // `width` channels, thread t sums channel t % width over every lanes-th pixel.
+    for (int first = 0; first < c; first += NORM_THREADS) {
+        const int width = min(c - first, NORM_THREADS);
+        const int lanes = NORM_THREADS / width;
+        const int ch = first + threadIdx.x % width, lane = threadIdx.x / width;
+        double s = 0.0, q = 0.0;
+        if (lane < lanes) {
+            for (int p = start + lane; p < end; p += lanes) {
+                const double v = image[(size_t)p * c + ch];
+                s += v;
+                q += v * v;
+            }
         }
-    }
-    sums[threadIdx.x] = s;
-    squares[threadIdx.x] = q;
-    __syncthreads();
-    if (threadIdx.x < c) {
-        double total = 0.0, total_sq = 0.0;
-        for (int l = 0; l < lanes; ++l) {
-            total += sums[l * c + threadIdx.x];
-            total_sq += squares[l * c + threadIdx.x];
+        sums[threadIdx.x] = s;
+        squares[threadIdx.x] = q;
+        __syncthreads();
+        if (threadIdx.x < width) {
+            double total = 0.0, total_sq = 0.0;
+            for (int l = 0; l < lanes; ++l) {
+                total += sums[l * width + threadIdx.x];
+                total_sq += squares[l * width + threadIdx.x];
+            }
+            out[first + threadIdx.x] = total;
+            out[c + first + threadIdx.x] = total_sq;
         }
-        double* out = partial + ((size_t)b * segments + segment) * 2 * c;
-        out[threadIdx.x] = total;
-        out[c + threadIdx.x] = total_sq;
+        __syncthreads();
     }
 }
 
