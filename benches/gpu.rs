@@ -1,11 +1,13 @@
-//! GPU benchmark: writes `benches/results/gpu.json`. Run on a GPU machine with PyTorch with
-//! `cargo bench --bench gpu` (NVRTC from the CUDA toolkit or STYLEMILL_NVRTC_DIR).
+//! GPU benchmark: writes `benches/results/gpu.json` (or `$STYLEMILL_BENCH_RESULTS/gpu.json`). Run
+//! on a GPU machine with PyTorch with `cargo bench --bench gpu` (NVRTC from the CUDA toolkit or
+//! STYLEMILL_NVRTC_DIR), or from the bundle with scripts/gpu-check.sh.
 //!
 //! Seconds per frame at 720x720 and 1920x1080, batch 1 and batched, fp32 and fast, end to end
 //! through the engine (upload, network, 8-bit conversion, download), against PyTorch on the same
 //! GPU in the same run: fp32 with TF32 off, PyTorch's default, and its best (fp16,
 //! channels_last, cudnn.benchmark). Achieved TFLOP/s count 2 FLOPs per multiply-add of the
-//! network against the matrix peak PyTorch measures on the same GPU.
+//! network against the matrix peak PyTorch measures on the same GPU. Also the GPU time of each
+//! kernel (CUDA events) per 1920x1080 frame at batch 8, and a `summary` of the headline figures.
 
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -20,8 +22,45 @@ const SIZES: [(usize, usize); 2] = [(720, 720), (1920, 1080)];
 const BATCHED: usize = 8;
 const RUNS: usize = 10;
 
+/// The project tree: where it was built, or `STYLEMILL_PROJECT_DIR` (a copy elsewhere, as on
+/// the GPU machine that runs the bundle).
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("STYLEMILL_PROJECT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// The GPU's name as nvidia-smi gives it.
+fn gpu_name() -> Value {
+    Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader", "--id=0"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| json!(String::from_utf8_lossy(&out.stdout).trim()))
+        .unwrap_or(Value::Null)
+}
+
+/// Per-kernel GPU milliseconds per frame over `RUNS` batches of `BATCHED` frames of `size`.
+fn kernel_table(engine: &mut CudaEngine, size: FrameSize) -> Value {
+    let data: Vec<u8> = (0..size.rgb_bytes()).map(|i| (i * 7 % 251) as u8).collect();
+    let frames = vec![Frame::new(size, data); BATCHED];
+    engine.time_kernels();
+    for _ in 0..RUNS {
+        engine.stylize_batch(&frames).expect("stylize");
+    }
+    let rows = engine.kernel_times().expect("kernel times");
+    let frames = (RUNS * BATCHED) as f64;
+    let total: f64 = rows.iter().map(|row| row.milliseconds).sum();
+    json!({
+        "ms_per_frame_total": total / frames,
+        "kernels": rows.iter().map(|row| json!({
+            "kernel": row.kernel,
+            "launches_per_frame": row.launches as f64 / frames,
+            "ms_per_frame": row.milliseconds / frames,
+            "share": row.milliseconds / total,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn seconds_per_frame(engine: &mut CudaEngine, size: FrameSize, batch: usize) -> f64 {
@@ -36,8 +75,13 @@ fn seconds_per_frame(engine: &mut CudaEngine, size: FrameSize, batch: usize) -> 
 }
 
 fn main() {
+    if let Err(reason) = stylemill::engine::select::gpu_count() {
+        eprintln!("the GPU benchmark needs a CUDA GPU: {reason}");
+        std::process::exit(1);
+    }
     let net = load_style("mosaic").expect("shipped style");
     let mut ours = serde_json::Map::new();
+    let mut kernels = serde_json::Map::new();
     for precision in [Precision::Fp32, Precision::Fast] {
         for batch in [1, BATCHED] {
             let mut engine = match CudaEngine::new(&net, 0, precision, batch) {
@@ -54,6 +98,16 @@ fn main() {
                 ours.insert(
                     format!("{precision:?} batch {batch} {width}x{height}"),
                     json!({ "seconds_per_frame": seconds, "tflops": 2.0 * macs / seconds / 1e12, "engine": engine.describe() }),
+                );
+            }
+            if batch == BATCHED {
+                let size = FrameSize {
+                    width: 1920,
+                    height: 1080,
+                };
+                kernels.insert(
+                    format!("{precision:?} batch {batch} 1920x1080"),
+                    kernel_table(&mut engine, size),
                 );
             }
         }
@@ -74,14 +128,44 @@ fn main() {
             Err(error) => json!({ "unavailable": error.to_string() }),
         }
     };
+    let batched = pytorch(BATCHED);
+    let summary: serde_json::Map<String, Value> = sizes
+        .iter()
+        .map(|size| {
+            let ms = |key: String| ours[&key]["seconds_per_frame"].as_f64().map(|s| s * 1e3);
+            let torch = &batched["sizes"][size];
+            let torch_ms = |key: &str| torch[key].as_f64().map(|s| s * 1e3);
+            let best = ["best_fp16_channels_last", "bf16_channels_last", "fp16_nchw"]
+                .iter()
+                .filter_map(|key| torch_ms(key))
+                .reduce(f64::min);
+            (
+                size.clone(),
+                json!({
+                    "fast_ms": ms(format!("Fast batch {BATCHED} {size}")),
+                    "fp32_ms": ms(format!("Fp32 batch {BATCHED} {size}")),
+                    "pytorch_fp32_ms": torch_ms("fp32_tf32_off"),
+                    "pytorch_default_ms": torch_ms("default_fp32"),
+                    "pytorch_best_ms": best,
+                }),
+            )
+        })
+        .collect();
     let report = json!({
+        "gpu": gpu_name(),
+        "summary": summary,
+        "bf16_peak_tflops": batched["matrix_peak_tflops"]["bf16"],
         "stylemill": ours,
+        "kernels": kernels,
         "pytorch_batch_1": pytorch(1),
-        format!("pytorch_batch_{BATCHED}"): pytorch(BATCHED),
+        format!("pytorch_batch_{BATCHED}"): batched,
         "multiply_adds_per_frame": SIZES.iter().map(|(w, h)| (format!("{w}x{h}"), json!(net.multiply_adds(*h, *w)))).collect::<serde_json::Map<_, _>>(),
     });
     let text = serde_json::to_string_pretty(&report).expect("JSON");
-    let path = root().join("benches/results/gpu.json");
+    let path = std::env::var_os("STYLEMILL_BENCH_RESULTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("benches/results"))
+        .join("gpu.json");
     std::fs::write(&path, &text).expect("write results");
     println!("{text}\nwritten to {}", path.display());
 }

@@ -335,8 +335,8 @@ fn kernels_are_compiled_into_the_cache() {
 #[test]
 fn nvrtc_13_of_the_cuda_13_toolkit_is_found_by_its_name_and_named_in_the_log() {
     let s = Scratch::new();
-    let nvrtc_13 =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/cuda-tools-13/nvidia/cu13/lib");
+    let nvrtc_13 = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/cuda-tools-13/nvidia/cu13/lib");
     assert!(
         nvrtc_13.join("libnvrtc.so.13").exists(),
         "NVRTC 13 not found in {}: run scripts/test-tools.sh",

@@ -44,7 +44,12 @@ fn run_with_stand_ins(dir: &Path, command: &str, names: &[&str]) -> (bool, Strin
     }
     let scripts = dir.join("scripts");
     std::fs::create_dir_all(&scripts).unwrap();
-    for script in ["test-tools.sh", "test-ffmpeg-builds.sh", "test-mpich.sh"] {
+    for script in [
+        "test-tools.sh",
+        "gpu-bundle.sh",
+        "test-ffmpeg-builds.sh",
+        "test-mpich.sh",
+    ] {
         let path = scripts.join(script);
         std::fs::write(
             &path,
@@ -106,6 +111,7 @@ fn as_root_without_sudo_both_commands_run_as_pasted() {
             "apt-get update",
             "apt-get install -y ffmpeg",
             "scripts/test-tools.sh",
+            "scripts/gpu-bundle.sh",
             "cargo test --release",
             "scripts/test-ffmpeg-builds.sh",
             "scripts/test-mpich.sh",

@@ -11,7 +11,7 @@ pub struct ShippedStyle {
     pub weights: &'static [u8],
 }
 
-pub const SHIPPED: [ShippedStyle; 5] = [
+pub static SHIPPED: [ShippedStyle; 5] = [
     ShippedStyle {
         name: "candy",
         description: "candy (bright, colourful glass)",

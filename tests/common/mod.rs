@@ -32,9 +32,12 @@ pub fn read_f32(path: &std::path::Path) -> Vec<f32> {
         .collect()
 }
 
-/// The stylemill binary under test.
+/// The stylemill binary under test: cargo's, or `STYLEMILL_BIN` (the GPU bundle's, which
+/// scripts/gpu-check.sh runs these tests with on a machine without Rust).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_stylemill"))
+    std::env::var_os("STYLEMILL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_stylemill")))
 }
 
 pub fn media(name: &str) -> PathBuf {

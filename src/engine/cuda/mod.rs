@@ -5,12 +5,15 @@
 //! converted to and from 8-bit on the GPU. Frames are processed in batches through pinned host
 //! buffers.
 
+mod clock;
 pub mod kernels;
 pub mod nvrtc;
 
 use super::{check_frame_size, EngineError, Precision};
 use crate::frame::{Frame, FrameSize};
 use crate::model::{Conv, Norm, TransformerNet};
+use clock::KernelClock;
+pub use clock::KernelTime;
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg,
 };
@@ -122,6 +125,8 @@ pub struct CudaEngine {
     layers: Vec<(DeviceConv, Option<DeviceNorm>)>,
     work: Option<Work>,
     batch: usize,
+    /// GPU time per kernel, when asked for with [`CudaEngine::time_kernels`].
+    clock: Option<KernelClock>,
 }
 
 /// How a kernel is launched: its grid of blocks and the threads of each block. The engine and
@@ -448,6 +453,7 @@ impl CudaEngine {
             layers,
             work: None,
             batch: batch.max(1),
+            clock: None,
         })
     }
 
@@ -531,6 +537,7 @@ impl CudaEngine {
             ..
         } = work;
         let (stream, f, ordinal) = (&self.stream, &self.functions, self.ordinal);
+        let clock = &mut self.clock;
         // A convolution, then its InstanceNorm (when the layer has one) followed by a ReLU, or
         // by adding `residual`.
         let mut stage = |(layer, norm): &(DeviceConv, Option<DeviceNorm>),
@@ -539,21 +546,55 @@ impl CudaEngine {
                          (h, w): (usize, usize),
                          residual: Option<&CudaSlice<f32>>|
          -> Result<(usize, usize), EngineError> {
-            let (oh, ow) = launch_conv(stream, f, layer, src, dst, batch, h, w, ordinal)?;
+            let conv = &layer.conv;
+            let (oh, ow) = KernelClock::time(
+                clock,
+                stream,
+                ordinal,
+                || {
+                    let kernel = if layer.tensor_cores {
+                        "conv2d_bf16_tc"
+                    } else {
+                        "conv2d_f32"
+                    };
+                    format!(
+                        "{kernel} {}->{} k{} s{}{} at {h}x{w}",
+                        conv.in_channels,
+                        conv.out_channels,
+                        conv.kernel,
+                        conv.stride,
+                        if conv.upsample { " up" } else { "" }
+                    )
+                },
+                || launch_conv(stream, f, layer, src, dst, batch, h, w, ordinal),
+            )?;
             if let Some(norm) = norm {
-                launch_norm(
+                KernelClock::time(
+                    clock,
                     stream,
-                    f,
-                    norm,
-                    dst,
-                    residual,
-                    partial,
-                    scale_shift,
-                    batch,
-                    oh,
-                    ow,
-                    layer.conv.out_channels,
                     ordinal,
+                    || {
+                        format!(
+                            "norm_partial_sums+finalize+apply {} ch at {oh}x{ow}",
+                            conv.out_channels
+                        )
+                    },
+                    || {
+                        launch_norm(
+                            stream,
+                            f,
+                            norm,
+                            dst,
+                            residual,
+                            partial,
+                            scale_shift,
+                            batch,
+                            oh,
+                            ow,
+                            conv.out_channels,
+                            ordinal,
+                        )
+                    },
                 )?;
             }
             Ok((oh, ow))
@@ -592,9 +633,18 @@ impl CudaEngine {
             .map_err(&error)?;
         let mut launch = self.stream.launch_builder(&self.functions.rgb8_to_f32);
         launch.arg(&work.frames_u8).arg(&mut work.input).arg(&count);
-        // SAFETY: matches rgb8_to_f32(src, dst, count).
-        unsafe { launch.launch(LaunchShape::elementwise(count).config()) }.map_err(&error)?;
-        Ok(())
+        KernelClock::time(
+            &mut self.clock,
+            &self.stream,
+            self.ordinal,
+            || "rgb8_to_f32".to_string(),
+            || {
+                // SAFETY: matches rgb8_to_f32(src, dst, count).
+                unsafe { launch.launch(LaunchShape::elementwise(count).config()) }
+                    .map_err(&error)?;
+                Ok(())
+            },
+        )
     }
 
     /// Frames of one size through the network; 8-bit frames back.
@@ -607,15 +657,23 @@ impl CudaEngine {
         let error = cuda_error(self.ordinal);
         let work = self.work.as_mut().expect("reserved");
         let count = frames.len() * size.rgb_bytes();
-        launch_crop(
+        KernelClock::time(
+            &mut self.clock,
             &self.stream,
-            &self.functions.f32_to_rgb8,
-            &work.c,
-            &mut work.frames_u8,
-            frames.len(),
-            (out_h, out_w),
-            size,
             self.ordinal,
+            || "f32_to_rgb8".to_string(),
+            || {
+                launch_crop(
+                    &self.stream,
+                    &self.functions.f32_to_rgb8,
+                    &work.c,
+                    &mut work.frames_u8,
+                    frames.len(),
+                    (out_h, out_w),
+                    size,
+                    self.ordinal,
+                )
+            },
         )?;
         let host = work.host_out.as_mut_slice().map_err(&error)?;
         self.stream
@@ -627,6 +685,22 @@ impl CudaEngine {
             .chunks_exact(size.rgb_bytes())
             .map(|data| Frame::new(size, data.to_vec()))
             .collect())
+    }
+}
+
+/// GPU time per kernel, for the GPU benchmark's table.
+impl CudaEngine {
+    /// Starts timing every kernel launch with CUDA events (from zero).
+    pub fn time_kernels(&mut self) {
+        self.clock = Some(KernelClock::default());
+    }
+
+    /// The time per kernel since [`CudaEngine::time_kernels`] (none if it was not called).
+    pub fn kernel_times(&mut self) -> Result<Vec<KernelTime>, EngineError> {
+        match &mut self.clock {
+            Some(clock) => clock.totals(self.ordinal),
+            None => Ok(Vec::new()),
+        }
     }
 }
 
