@@ -1,5 +1,6 @@
-//! The CUDA engine on a real GPU: every kernel against the CPU engine's layer on random inputs of
-//! several sizes (odd ones included), the whole network against every golden case, a video run
+//! The CUDA engine on a real GPU: every kernel against the CPU engine's layer with the checks
+//! tests/kernels_cpu.rs runs on the CPU emulation (tests/common/kernel_checks.rs), here on
+//! sizes that span many blocks too, the whole network against every golden case, a video run
 //! with `--device cuda`, and `mpirun -np 2` sharing one GPU giving the same bytes as `-np 1`.
 //!
 //! These need an NVIDIA GPU and driver: run them with
@@ -8,13 +9,14 @@
 
 mod common;
 
+use common::kernel_checks::*;
 use common::*;
-use stylemill::engine::cpu::{self, CpuEngine};
+use stylemill::engine::cpu::CpuEngine;
 use stylemill::engine::cuda::CudaEngine;
 use stylemill::engine::{quantize, Engine, Precision};
 use stylemill::frame::FrameSize;
 use stylemill::model::styles::load_style;
-use stylemill::model::TransformerNet;
+use stylemill::model::{Conv, Norm, TransformerNet};
 
 fn nvrtc() {
     if std::env::var_os("STYLEMILL_NVRTC_DIR").is_none() {
@@ -30,61 +32,73 @@ fn gpu(net: &TransformerNet, precision: Precision) -> CudaEngine {
     CudaEngine::new(net, 0, precision, 4).expect("a CUDA GPU")
 }
 
-#[test]
-#[ignore = "needs a CUDA GPU: run with cargo test --release --test cuda -- --ignored"]
-fn every_convolution_kernel_matches_the_cpu_layer() {
-    let net = load_style("mosaic").unwrap();
-    for (precision, tolerance) in [(Precision::Fp32, 1e-5), (Precision::Fast, 2e-2)] {
-        let mut engine = gpu(&net, precision);
-        for conv in net.convolutions() {
-            for (height, width) in [(16, 16), (21, 33), (53, 67), (120, 160)] {
-                let input = noise(
-                    height * width * conv.in_channels,
-                    (height * width) as u64,
-                    50.0,
-                );
-                let (expected, eh, ew) = cpu::run_conv(conv, &input, height, width);
-                let (got, gh, gw) = engine.run_conv(conv, &input, height, width).unwrap();
-                assert_eq!((gh, gw), (eh, ew));
-                let difference = max_relative_difference(&got, &expected);
-                assert!(
-                    difference <= tolerance,
-                    "{precision:?} conv {}->{} k{} s{} up{} at {height}x{width}: {difference}",
-                    conv.in_channels,
-                    conv.out_channels,
-                    conv.kernel,
-                    conv.stride,
-                    conv.upsample
-                );
-            }
+/// The kernels on the GPU, an engine for each precision.
+struct Device {
+    fp32: CudaEngine,
+    fast: CudaEngine,
+}
+
+impl Device {
+    fn new(net: &TransformerNet) -> Device {
+        Device {
+            fp32: gpu(net, Precision::Fp32),
+            fast: gpu(net, Precision::Fast),
         }
+    }
+}
+
+impl KernelBackend for Device {
+    fn conv(
+        &mut self,
+        conv: &Conv,
+        input: &[f32],
+        height: usize,
+        width: usize,
+        tensor_cores: bool,
+    ) -> (Vec<f32>, usize, usize) {
+        let engine = if tensor_cores {
+            &mut self.fast
+        } else {
+            &mut self.fp32
+        };
+        engine.run_conv(conv, input, height, width).unwrap()
+    }
+
+    fn instance_norm(
+        &mut self,
+        norm: &Norm,
+        input: &[f32],
+        height: usize,
+        width: usize,
+        residual: Option<&[f32]>,
+    ) -> Vec<f32> {
+        self.fp32
+            .run_instance_norm(norm, input, height, width, residual)
+            .unwrap()
+    }
+
+    // The emulation's small odd sizes and sizes that span many blocks.
+    fn conv_sizes(&self, _channels: usize) -> Vec<(usize, usize)> {
+        vec![(7, 9), (13, 11), (21, 33), (53, 67), (120, 160)]
+    }
+
+    fn norm_sizes(&self, _channels: usize) -> Vec<(usize, usize)> {
+        vec![(5, 7), (47, 53), (270, 480)]
     }
 }
 
 #[test]
 #[ignore = "needs a CUDA GPU: run with cargo test --release --test cuda -- --ignored"]
-fn instance_norm_kernels_match_the_cpu_layer() {
+fn every_kind_of_convolution_matches_the_cpu_engine_in_both_precisions() {
+    let net = load_style("mosaic").unwrap();
+    assert_convolutions_match(&mut Device::new(&net), &net);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: run with cargo test --release --test cuda -- --ignored"]
+fn instance_norm_matches_the_cpu_engine_with_relu_and_with_a_residual() {
     let net = load_style("candy").unwrap();
-    let mut engine = gpu(&net, Precision::Fp32);
-    for norm in [&net.in1, &net.in2, &net.in3] {
-        let channels = norm.weight.len();
-        for (height, width) in [(5, 7), (53, 67), (270, 480)] {
-            let input = noise(height * width * channels, channels as u64, 30.0);
-            let residual = noise(height * width * channels, 7, 10.0);
-            for skip in [None, Some(residual.as_slice())] {
-                let expected = cpu::run_instance_norm(norm, &input, height, width, skip);
-                let got = engine
-                    .run_instance_norm(norm, &input, height, width, skip)
-                    .unwrap();
-                let difference = max_relative_difference(&got, &expected);
-                assert!(
-                    difference <= 1e-5,
-                    "{channels} channels at {height}x{width}, residual {}: {difference}",
-                    skip.is_some()
-                );
-            }
-        }
-    }
+    assert_instance_norms_match(&mut Device::new(&net), &net);
 }
 
 #[test]

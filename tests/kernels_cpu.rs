@@ -8,14 +8,14 @@
 
 mod common;
 
+use common::kernel_checks::*;
 use common::*;
 use libloading::{Library, Symbol};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use stylemill::engine::cpu;
 use stylemill::engine::cuda::{conv_launch, norm_launch, pack_weights, LaunchShape};
 use stylemill::model::styles::load_style;
-use stylemill::model::{Conv, Norm, TransformerNet};
+use stylemill::model::{Conv, Norm};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -83,102 +83,121 @@ type ConvEntry = unsafe extern "C" fn(
     *const i32,
 ) -> ();
 
-/// One convolution of an HWC map (batch 1) through the harness's kernel.
-fn emulated_conv(
-    library: &Library,
-    conv: &Conv,
-    input: &[f32],
-    height: usize,
-    width: usize,
-    tensor_cores: bool,
-) -> (Vec<f32>, usize, usize) {
-    let plan = conv_launch(conv, 1, height, width, tensor_cores);
-    let (oh, ow) = plan.out;
-    let weights = pack_weights(conv);
-    let mut output = vec![f32::NAN; oh * ow * conv.out_channels];
-    // SAFETY: the entry point's signature is ConvEntry; the buffers hold the launch's shapes.
-    unsafe {
-        let run: Symbol<ConvEntry> = library.get(b"emu_conv2d").unwrap();
-        run(
-            tensor_cores as i32,
-            plan.shape.grid.0,
-            plan.shape.grid.1,
-            plan.shape.threads,
-            input.as_ptr(),
-            weights.as_ptr(),
-            conv.bias.as_ptr(),
-            output.as_mut_ptr(),
-            plan.ints.as_ptr(),
-        );
-    }
-    (output, oh, ow)
-}
+/// The kernels as the harness runs them on the CPU.
+struct Emulated<'a>(&'a Library);
 
-/// One convolution of each kind in the network (first, downsampling, residual, upsampling,
-/// last), with the largest difference from the CPU engine in each precision on odd sizes.
-fn conv_differences(library: &Library, net: &TransformerNet) -> Vec<(String, f32, f32)> {
-    let mut kinds: Vec<&Conv> = Vec::new();
-    for conv in net.convolutions() {
-        let kind = |c: &Conv| {
-            (
-                c.in_channels,
-                c.out_channels,
-                c.kernel,
-                c.stride,
-                c.upsample,
-            )
-        };
-        if !kinds.iter().any(|k| kind(k) == kind(conv)) {
-            kinds.push(conv);
+impl KernelBackend for Emulated<'_> {
+    fn conv(
+        &mut self,
+        conv: &Conv,
+        input: &[f32],
+        height: usize,
+        width: usize,
+        tensor_cores: bool,
+    ) -> (Vec<f32>, usize, usize) {
+        let plan = conv_launch(conv, 1, height, width, tensor_cores);
+        let (oh, ow) = plan.out;
+        let weights = pack_weights(conv);
+        let mut output = vec![f32::NAN; oh * ow * conv.out_channels];
+        // SAFETY: the entry point's signature is ConvEntry; the buffers hold the launch's shapes.
+        unsafe {
+            let run: Symbol<ConvEntry> = self.0.get(b"emu_conv2d").unwrap();
+            run(
+                tensor_cores as i32,
+                plan.shape.grid.0,
+                plan.shape.grid.1,
+                plan.shape.threads,
+                input.as_ptr(),
+                weights.as_ptr(),
+                conv.bias.as_ptr(),
+                output.as_mut_ptr(),
+                plan.ints.as_ptr(),
+            );
         }
+        (output, oh, ow)
     }
-    let mut differences = Vec::new();
-    for conv in kinds {
-        let (height, width) = if conv.in_channels >= 64 {
-            (7, 9)
+
+    fn instance_norm(
+        &mut self,
+        norm: &Norm,
+        input: &[f32],
+        height: usize,
+        width: usize,
+        residual: Option<&[f32]>,
+    ) -> Vec<f32> {
+        let channels = norm.weight.len();
+        let plan = norm_launch(1, height, width, channels);
+        let (hw, c) = ((height * width) as i32, channels as i32);
+        let mut partial = vec![f64::NAN; plan.segments * 2 * channels];
+        let mut scale_shift = vec![f32::NAN; 2 * channels];
+        let mut x = input.to_vec();
+        let mode = if residual.is_some() { 2 } else { 1 };
+        // SAFETY: the entry points' signatures are these types; buffers fit the plan.
+        unsafe {
+            let sums: Symbol<SumsEntry> = self.0.get(b"emu_norm_partial_sums").unwrap();
+            let finalize: Symbol<FinalizeEntry> = self.0.get(b"emu_norm_finalize").unwrap();
+            let apply: Symbol<ApplyEntry> = self.0.get(b"emu_norm_apply").unwrap();
+            let LaunchShape { grid, threads } = plan.sums;
+            sums(
+                grid.0,
+                grid.1,
+                threads,
+                x.as_ptr(),
+                partial.as_mut_ptr(),
+                hw,
+                c,
+                plan.segment_pixels as i32,
+            );
+            finalize(
+                plan.finalize.grid.0,
+                plan.finalize.threads,
+                partial.as_ptr(),
+                norm.weight.as_ptr(),
+                norm.bias.as_ptr(),
+                scale_shift.as_mut_ptr(),
+                1,
+                plan.segments as i32,
+                hw,
+                c,
+            );
+            apply(
+                plan.apply.grid.0,
+                plan.apply.threads,
+                x.as_mut_ptr(),
+                scale_shift.as_ptr(),
+                residual.unwrap_or(&scale_shift).as_ptr(),
+                x.len(),
+                hw,
+                c,
+                mode,
+            );
+        }
+        x
+    }
+
+    // Small odd sizes: the emulation runs every thread of every block.
+    fn conv_sizes(&self, channels: usize) -> Vec<(usize, usize)> {
+        if channels >= 64 {
+            vec![(7, 9)]
         } else {
-            (13, 11)
-        };
-        let input = noise(
-            height * width * conv.in_channels,
-            conv.out_channels as u64,
-            50.0,
-        );
-        let (expected, eh, ew) = cpu::run_conv(conv, &input, height, width);
-        let mut worst = [0.0f32; 2];
-        for (i, tensor_cores) in [false, true].into_iter().enumerate() {
-            let (got, gh, gw) = emulated_conv(library, conv, &input, height, width, tensor_cores);
-            assert_eq!((gh, gw), (eh, ew));
-            worst[i] = max_relative_difference(&got, &expected);
+            vec![(13, 11)]
         }
-        let name = format!(
-            "conv {}->{} k{} s{}{} at {height}x{width}",
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel,
-            conv.stride,
-            if conv.upsample { " upsampled" } else { "" }
-        );
-        differences.push((name, worst[0], worst[1]));
     }
-    differences
-}
 
-/// FP32 within 1e-5 of the CPU engine; BF16 operands within 2e-2, as on a GPU.
-const FP32_TOLERANCE: f32 = 1e-5;
-const BF16_TOLERANCE: f32 = 2e-2;
+    // Two partial-sum segments (2048 pixels each) where the channels are few enough.
+    fn norm_sizes(&self, channels: usize) -> Vec<(usize, usize)> {
+        if channels > 128 {
+            vec![(5, 7)]
+        } else {
+            vec![(5, 7), (47, 53)]
+        }
+    }
+}
 
 #[test]
 fn every_kind_of_convolution_matches_the_cpu_engine_in_both_precisions() {
     let net = load_style("mosaic").unwrap();
-    for (name, fp32, bf16) in conv_differences(shipped(), &net) {
-        assert!(fp32 <= FP32_TOLERANCE, "{name}: fp32 kernel off by {fp32}");
-        assert!(
-            bf16 <= BF16_TOLERANCE,
-            "{name}: tensor-core kernel off by {bf16}"
-        );
-        eprintln!("{name}: fp32 {fp32:.1e}, bf16 {bf16:.1e}");
-    }
+    assert_convolutions_match(&mut Emulated(shipped()), &net);
 }
 
 #[test]
@@ -192,7 +211,7 @@ fn a_wrong_fragment_index_and_a_missing_barrier_are_caught() {
         "b[j][1] = pair(&b_tile[n][t + 2 * in_group + 8]);",
         "b[j][1] = pair(&b_tile[n][t + 2 * in_group]);",
     );
-    let caught = conv_differences(&wrong_fragment, &net)
+    let caught = conv_differences(&mut Emulated(&wrong_fragment), &net)
         .iter()
         .any(|(_, _, bf16)| *bf16 > BF16_TOLERANCE);
     assert!(caught, "a wrong B fragment index went unnoticed");
@@ -202,7 +221,7 @@ fn a_wrong_fragment_index_and_a_missing_barrier_are_caught() {
         "        __syncthreads();\n#pragma unroll\n        for (int t = 0; t < TILE_K; ++t) {",
         "#pragma unroll\n        for (int t = 0; t < TILE_K; ++t) {",
     );
-    let caught = conv_differences(&missing_barrier, &net)
+    let caught = conv_differences(&mut Emulated(&missing_barrier), &net)
         .iter()
         .any(|(_, fp32, _)| *fp32 > FP32_TOLERANCE);
     assert!(caught, "a missing __syncthreads went unnoticed");
@@ -227,79 +246,7 @@ type ApplyEntry =
 #[test]
 fn instance_norm_matches_the_cpu_engine_with_relu_and_with_a_residual() {
     let net = load_style("candy").unwrap();
-    let library = shipped();
-    // The network's 32, 64 and 128 channels, and counts that do not divide the block's 256
-    // threads or exceed them, as a custom network may have.
-    let unusual = [96, 320].map(|channels| Norm {
-        weight: noise(channels, 3, 2.0),
-        bias: noise(channels, 4, 1.0),
-    });
-    for norm in [&net.in1, &net.in2, &net.in3, &unusual[0], &unusual[1]] {
-        let channels = norm.weight.len();
-        for (height, width) in [(5, 7), (47, 53)] {
-            if channels > 128 && height > 5 {
-                continue; // the emulation is slow, and one segment shows the grouping
-            }
-            let input = noise(height * width * channels, channels as u64, 30.0);
-            let residual = noise(height * width * channels, 7, 10.0);
-            for skip in [None, Some(residual.as_slice())] {
-                let expected = cpu::run_instance_norm(norm, &input, height, width, skip);
-                let plan = norm_launch(1, height, width, channels);
-                let (hw, c) = ((height * width) as i32, channels as i32);
-                let mut partial = vec![f64::NAN; plan.segments * 2 * channels];
-                let mut scale_shift = vec![f32::NAN; 2 * channels];
-                let mut x = input.clone();
-                let mode = if skip.is_some() { 2 } else { 1 };
-                // SAFETY: the entry points' signatures are these types; buffers fit the plan.
-                unsafe {
-                    let sums: Symbol<SumsEntry> = library.get(b"emu_norm_partial_sums").unwrap();
-                    let finalize: Symbol<FinalizeEntry> =
-                        library.get(b"emu_norm_finalize").unwrap();
-                    let apply: Symbol<ApplyEntry> = library.get(b"emu_norm_apply").unwrap();
-                    let LaunchShape { grid, threads } = plan.sums;
-                    sums(
-                        grid.0,
-                        grid.1,
-                        threads,
-                        x.as_ptr(),
-                        partial.as_mut_ptr(),
-                        hw,
-                        c,
-                        plan.segment_pixels as i32,
-                    );
-                    finalize(
-                        plan.finalize.grid.0,
-                        plan.finalize.threads,
-                        partial.as_ptr(),
-                        norm.weight.as_ptr(),
-                        norm.bias.as_ptr(),
-                        scale_shift.as_mut_ptr(),
-                        1,
-                        plan.segments as i32,
-                        hw,
-                        c,
-                    );
-                    apply(
-                        plan.apply.grid.0,
-                        plan.apply.threads,
-                        x.as_mut_ptr(),
-                        scale_shift.as_ptr(),
-                        skip.unwrap_or(&scale_shift).as_ptr(),
-                        x.len(),
-                        hw,
-                        c,
-                        mode,
-                    );
-                }
-                let difference = max_relative_difference(&x, &expected);
-                assert!(
-                    difference <= 1e-5,
-                    "{channels} channels at {height}x{width}, residual {}: {difference}",
-                    skip.is_some()
-                );
-            }
-        }
-    }
+    assert_instance_norms_match(&mut Emulated(shipped()), &net);
 }
 
 type ToFloatEntry = unsafe extern "C" fn(u32, u32, *const u8, *mut f32, usize);

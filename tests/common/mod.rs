@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod azurite;
+pub mod kernel_checks;
 
 use std::path::PathBuf;
 use stylemill::frame::{Frame, FrameSize};
