@@ -190,3 +190,72 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_bf16_tc(
                 if (m < pixels && n < co) output[(size_t)m * co + n] = acc[i][j][e] + bias[n];
             }
 }
+
+// Direct convolution for the image-facing layers (stride 1, no upsampling): the first, 3 -> 32
+// channels, and the last, 32 -> 3, both 9x9. As a GEMM their 3 channels fill 3 of a tile's 64
+// columns (or rows of the reduction); here each thread owns one output pixel and all CO of its
+// channels, a block 16x16 pixels of one image. Input channels go CHUNK at a time: the block
+// stages the reflected input window and that chunk's weights in shared memory, and every
+// thread reads the same weight at once (a broadcast). fp32 in both precisions.
+#define DIRECT_TILE 16
+
+template <int CO, int CHUNK, int K>
+__device__ __forceinline__ void conv_direct(
+    const float* __restrict__ input, const float* __restrict__ weights,
+    const float* __restrict__ bias, float* __restrict__ output,
+    int in_h, int in_w, int ci, int out_h, int out_w, int pad) {
+    constexpr int SPAN = DIRECT_TILE + K - 1;
+    __shared__ float window[CHUNK][SPAN][SPAN + 1];
+    __shared__ float taps[K * K * CHUNK * CO];
+    const int tiles_x = (out_w + DIRECT_TILE - 1) / DIRECT_TILE;
+    const int y0 = (blockIdx.x / tiles_x) * DIRECT_TILE, x0 = (blockIdx.x % tiles_x) * DIRECT_TILE;
+    const int b = blockIdx.y;
+    const int tid = threadIdx.x, ty = tid / DIRECT_TILE, tx = tid % DIRECT_TILE;
+    const float* image = input + (size_t)b * in_h * in_w * ci;
+    float acc[CO];
+#pragma unroll
+    for (int o = 0; o < CO; ++o) acc[o] = 0.f;
+    for (int c0 = 0; c0 < ci; c0 += CHUNK) {
+        for (int i = tid; i < CHUNK * SPAN * SPAN; i += DIRECT_TILE * DIRECT_TILE) {
+            const int c = i % CHUNK, yx = i / CHUNK;
+            const int y = reflect_index(y0 + yx / SPAN - pad, in_h);
+            const int x = reflect_index(x0 + yx % SPAN - pad, in_w);
+            window[c][yx / SPAN][yx % SPAN] = image[((size_t)y * in_w + x) * ci + c0 + c];
+        }
+        for (int i = tid; i < K * K * CHUNK * CO; i += DIRECT_TILE * DIRECT_TILE) {
+            const int o = i % CO, c = (i / CO) % CHUNK, tap = i / (CO * CHUNK);
+            taps[i] = weights[((size_t)tap * ci + c0 + c) * CO + o];
+        }
+        __syncthreads();
+        for (int ky = 0; ky < K; ++ky)
+            for (int kx = 0; kx < K; ++kx)
+#pragma unroll
+                for (int c = 0; c < CHUNK; ++c) {
+                    const float v = window[c][ty + ky][tx + kx];
+                    const float* w = &taps[((ky * K + kx) * CHUNK + c) * CO];
+#pragma unroll
+                    for (int o = 0; o < CO; ++o) acc[o] = fmaf(v, w[o], acc[o]);
+                }
+        __syncthreads();
+    }
+    const int y = y0 + ty, x = x0 + tx;
+    if (y < out_h && x < out_w) {
+        float* out = output + (((size_t)b * out_h + y) * out_w + x) * CO;
+#pragma unroll
+        for (int o = 0; o < CO; ++o) out[o] = acc[o] + bias[o];
+    }
+}
+
+// Grid (16x16 tiles of the output, batch); the arguments of conv2d_f32, of which batch, co, k,
+// stride and upsample are fixed by the variant (3 -> 32 and 32 -> 3, 9x9, stride 1).
+#define CONV_DIRECT_ENTRY(name, CO, CHUNK)                                                      \
+    extern "C" __global__ void __launch_bounds__(DIRECT_TILE * DIRECT_TILE) name(               \
+        const float* __restrict__ input, const float* __restrict__ weights,                     \
+        const float* __restrict__ bias, float* __restrict__ output, int batch, int in_h,        \
+        int in_w, int ci, int out_h, int out_w, int co, int k, int stride, int pad,             \
+        int upsample) {                                                                         \
+        conv_direct<CO, CHUNK, 9>(input, weights, bias, output, in_h, in_w, ci, out_h, out_w,   \
+                                  pad);                                                         \
+    }
+CONV_DIRECT_ENTRY(conv2d_direct_to32, 32, 3)
+CONV_DIRECT_ENTRY(conv2d_direct_to3, 3, 8)

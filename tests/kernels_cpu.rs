@@ -103,7 +103,7 @@ impl KernelBackend for Emulated<'_> {
         unsafe {
             let run: Symbol<ConvEntry> = self.0.get(b"emu_conv2d").unwrap();
             run(
-                tensor_cores as i32,
+                plan.kernel as i32,
                 plan.shape.grid.0,
                 plan.shape.grid.1,
                 plan.shape.threads,
@@ -175,12 +175,13 @@ impl KernelBackend for Emulated<'_> {
         x
     }
 
-    // Small odd sizes: the emulation runs every thread of every block.
+    // Small odd sizes, as the emulation runs every thread of every block; the narrow layers
+    // also on several partial tiles of the direct kernels' 16x16.
     fn conv_sizes(&self, channels: usize) -> Vec<(usize, usize)> {
         if channels >= 64 {
             vec![(7, 9)]
         } else {
-            vec![(13, 11)]
+            vec![(13, 11), (37, 21)]
         }
     }
 

@@ -18,7 +18,12 @@ pub const FAMILIES: [(&str, &str, &[&str]); 3] = [
     (
         "conv.cu",
         include_str!("../../../kernels/conv.cu"),
-        &["conv2d_f32", "conv2d_bf16_tc"],
+        &[
+            "conv2d_f32",
+            "conv2d_bf16_tc",
+            "conv2d_direct_to32",
+            "conv2d_direct_to3",
+        ],
     ),
     (
         "norm.cu",

@@ -24,6 +24,8 @@ const WIDEST_CHANNELS: usize = 32;
 /// Pixels of an InstanceNorm partial-sum segment.
 const NORM_SEGMENT: usize = 2048;
 const NORM_THREADS: u32 = 256;
+/// Output pixels per side of a direct convolution's block (DIRECT_TILE in conv.cu).
+const DIRECT_TILE: usize = 16;
 const ELEMENTWISE_THREADS: u32 = 256;
 
 fn cuda_error(ordinal: usize) -> impl Fn(cudarc::driver::DriverError) -> EngineError {
@@ -36,6 +38,8 @@ fn cuda_error(ordinal: usize) -> impl Fn(cudarc::driver::DriverError) -> EngineE
 struct Functions {
     conv_f32: CudaFunction,
     conv_tensor_cores: CudaFunction,
+    conv_direct_to32: CudaFunction,
+    conv_direct_to3: CudaFunction,
     norm_partial_sums: CudaFunction,
     norm_finalize: CudaFunction,
     norm_apply: CudaFunction,
@@ -155,8 +159,46 @@ impl LaunchShape {
     }
 }
 
+/// The kernel a convolution runs with (the discriminant is the CPU harness's kernel number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvKernel {
+    /// Implicit GEMM in fp32 (64x64 tiles).
+    Gemm = 0,
+    /// Implicit GEMM on BF16 tensor cores.
+    GemmTensorCores = 1,
+    /// Direct, one thread per pixel: the first layer (3 -> 32, 9x9).
+    DirectTo32 = 2,
+    /// Direct, one thread per pixel: the last layer (32 -> 3, 9x9).
+    DirectTo3 = 3,
+}
+
+impl ConvKernel {
+    /// The kernel for `conv`: a direct one where the layer is one of the image-facing shapes
+    /// they are written for (always fp32), else the GEMM in the precision asked for.
+    pub fn for_layer(conv: &Conv, tensor_cores: bool) -> ConvKernel {
+        let direct = conv.kernel == 9 && conv.stride == 1 && !conv.upsample;
+        match (conv.in_channels, conv.out_channels) {
+            (3, 32) if direct => ConvKernel::DirectTo32,
+            (ci, 3) if direct && ci % 8 == 0 => ConvKernel::DirectTo3,
+            _ if tensor_cores => ConvKernel::GemmTensorCores,
+            _ => ConvKernel::Gemm,
+        }
+    }
+
+    /// Its name in kernels/conv.cu.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvKernel::Gemm => "conv2d_f32",
+            ConvKernel::GemmTensorCores => "conv2d_bf16_tc",
+            ConvKernel::DirectTo32 => "conv2d_direct_to32",
+            ConvKernel::DirectTo3 => "conv2d_direct_to3",
+        }
+    }
+}
+
 /// The launch of one convolution of `batch` NHWC maps of `h` x `w`.
 pub struct ConvLaunch {
+    pub kernel: ConvKernel,
     pub shape: LaunchShape,
     /// batch, in_h, in_w, ci, out_h, out_w, co, k, stride, pad, upsample: the kernels' integer
     /// arguments.
@@ -188,15 +230,32 @@ pub fn conv_launch(
         conv.upsample as usize,
     ]
     .map(|v| v as i32);
-    ConvLaunch {
-        shape: LaunchShape {
+    let kernel = ConvKernel::for_layer(conv, tensor_cores);
+    let shape = match kernel {
+        ConvKernel::Gemm | ConvKernel::GemmTensorCores => LaunchShape {
             grid: (
                 pixels.div_ceil(64) as u32,
                 conv.out_channels.div_ceil(64) as u32,
                 1,
             ),
-            threads: if tensor_cores { 128 } else { 256 },
+            threads: if kernel == ConvKernel::GemmTensorCores {
+                128
+            } else {
+                256
+            },
         },
+        ConvKernel::DirectTo32 | ConvKernel::DirectTo3 => LaunchShape {
+            grid: (
+                (oh.div_ceil(DIRECT_TILE) * ow.div_ceil(DIRECT_TILE)) as u32,
+                batch as u32,
+                1,
+            ),
+            threads: (DIRECT_TILE * DIRECT_TILE) as u32,
+        },
+    };
+    ConvLaunch {
+        kernel,
+        shape,
         ints,
         out: (oh, ow),
     }
@@ -240,10 +299,11 @@ fn launch_conv(
     ordinal: usize,
 ) -> Result<(usize, usize), EngineError> {
     let plan = conv_launch(&layer.conv, batch, h, w, layer.tensor_cores);
-    let function = if layer.tensor_cores {
-        &f.conv_tensor_cores
-    } else {
-        &f.conv_f32
+    let function = match plan.kernel {
+        ConvKernel::Gemm => &f.conv_f32,
+        ConvKernel::GemmTensorCores => &f.conv_tensor_cores,
+        ConvKernel::DirectTo32 => &f.conv_direct_to32,
+        ConvKernel::DirectTo3 => &f.conv_direct_to3,
     };
     let mut launch = stream.launch_builder(function);
     launch
@@ -400,6 +460,8 @@ impl CudaEngine {
         let functions = Functions {
             conv_f32: take("conv2d_f32"),
             conv_tensor_cores: take("conv2d_bf16_tc"),
+            conv_direct_to32: take("conv2d_direct_to32"),
+            conv_direct_to3: take("conv2d_direct_to3"),
             norm_partial_sums: take("norm_partial_sums"),
             norm_finalize: take("norm_finalize"),
             norm_apply: take("norm_apply"),
@@ -552,13 +614,9 @@ impl CudaEngine {
                 stream,
                 ordinal,
                 || {
-                    let kernel = if layer.tensor_cores {
-                        "conv2d_bf16_tc"
-                    } else {
-                        "conv2d_f32"
-                    };
                     format!(
-                        "{kernel} {}->{} k{} s{}{} at {h}x{w}",
+                        "{} {}->{} k{} s{}{} at {h}x{w}",
+                        ConvKernel::for_layer(conv, layer.tensor_cores).name(),
                         conv.in_channels,
                         conv.out_channels,
                         conv.kernel,
