@@ -5,18 +5,21 @@
 // weights are packed [ky][kx][ci][co] (K x Co, row-major).
 // Needs common.cuh, which the engine prepends (NVRTC is given one self-contained source).
 
+// Both GEMM kernels come in two widths of output-channel tile, TILE_N = 64 and 32 (the
+// `_n32` entry points, for the 32-channel layers, which a 64-wide tile would run twice over).
 #define TILE_M 64
-#define TILE_N 64
 #define TILE_K 16
 
-// fp32 path (matches the golden vectors): 256 threads, each owns a 4x4 block of outputs.
-// A tile loads run along channels (16 consecutive threads read 16 consecutive floats of a pixel),
-// so they coalesce for every layer whose input has 16 or more channels.
-extern "C" __global__ void __launch_bounds__(256) conv2d_f32(
+// fp32 path (matches the golden vectors): 256 threads, each owns a 4 x (TILE_N / 16) block of
+// outputs. A tile loads run along channels (16 consecutive threads read 16 consecutive floats of
+// a pixel), so they coalesce for every layer whose input has 16 or more channels.
+template <int TILE_N>
+__device__ __forceinline__ void conv_gemm_f32(
     const float* __restrict__ input, const float* __restrict__ weights,
     const float* __restrict__ bias, float* __restrict__ output,
     int batch, int in_h, int in_w, int ci, int out_h, int out_w, int co,
     int k, int stride, int pad, int upsample) {
+    constexpr int COLS = TILE_N / 16;
     __shared__ float a_tile[TILE_K][TILE_M + 4];
     __shared__ float b_tile[TILE_K][TILE_N + 4];
     const int pixels = batch * out_h * out_w;
@@ -40,11 +43,11 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_f32(
         row_y[i] = r / out_w;
         row_x[i] = r % out_w;
     }
-    // B: row b_k, columns b_n .. b_n + 3.
+    // B: row b_k, columns b_n .. b_n + COLS - 1.
     const int b_k = tid / 16;
-    const int b_n = (tid % 16) * 4;
+    const int b_n = (tid % 16) * COLS;
     const int tx = tid % 16, ty = tid / 16;
-    float acc[4][4] = {};
+    float acc[4][COLS] = {};
 
     for (int k0 = 0; k0 < reduction; k0 += TILE_K) {
         const int kk = k0 + a_col;
@@ -61,23 +64,22 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_f32(
             a_tile[a_col][a_row + 16 * i] = v;
         }
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
+        for (int j = 0; j < COLS; ++j) {
             const int kr = k0 + b_k, n = n0 + b_n + j;
             b_tile[b_k][b_n + j] = (kr < reduction && n < co) ? weights[(size_t)kr * co + n] : 0.f;
         }
         __syncthreads();
 #pragma unroll
         for (int t = 0; t < TILE_K; ++t) {
-            float a[4], b[4];
+            float a[4], b[COLS];
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                a[i] = a_tile[t][ty * 4 + i];
-                b[i] = b_tile[t][tx * 4 + i];
-            }
+            for (int i = 0; i < 4; ++i) a[i] = a_tile[t][ty * 4 + i];
+#pragma unroll
+            for (int j = 0; j < COLS; ++j) b[j] = b_tile[t][tx * COLS + j];
 #pragma unroll
             for (int i = 0; i < 4; ++i)
 #pragma unroll
-                for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+                for (int j = 0; j < COLS; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
         }
         __syncthreads();
     }
@@ -86,8 +88,8 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_f32(
         const int m = m0 + ty * 4 + i;
         if (m >= pixels) continue;
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int n = n0 + tx * 4 + j;
+        for (int j = 0; j < COLS; ++j) {
+            const int n = n0 + tx * COLS + j;
             if (n < co) output[(size_t)m * co + n] = acc[i][j] + bias[n];
         }
     }
@@ -96,7 +98,8 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_f32(
 // Tensor-core path for --precision fast: BF16 operands (rounded to nearest even while staging
 // tiles in shared memory), FP32 accumulation, with the `mma.sync.m16n8k16` instruction
 // (common.cuh's mma_m16n8k16_bf16; sm_80 and later; no CUDA headers needed at run time).
-// 128 threads = 4 warps in a 2x2 grid; each warp owns 32x32 outputs as 2 x 4 MMA tiles of 16x8.
+// 128 threads = 4 warps in a 2x2 grid; each warp owns 32 x (TILE_N / 2) outputs as
+// 2 x (TILE_N / 16) MMA tiles of 16x8.
 #define TC_K 32
 #define TC_PAD 8
 
@@ -110,11 +113,13 @@ __device__ __forceinline__ unsigned int pair(const unsigned short* p) {
     return *reinterpret_cast<const unsigned int*>(p);
 }
 
-extern "C" __global__ void __launch_bounds__(128) conv2d_bf16_tc(
+template <int TILE_N>
+__device__ __forceinline__ void conv_gemm_bf16_tc(
     const float* __restrict__ input, const float* __restrict__ weights,
     const float* __restrict__ bias, float* __restrict__ output,
     int batch, int in_h, int in_w, int ci, int out_h, int out_w, int co,
     int k, int stride, int pad, int upsample) {
+    constexpr int WARP_N = TILE_N / 2, MMA_N = WARP_N / 8;
     // A as [m][k] and B transposed as [n][k], so both fragments read k-pairs as one 32-bit word.
     __shared__ __align__(16) unsigned short a_tile[TILE_M][TC_K + TC_PAD];
     __shared__ __align__(16) unsigned short b_tile[TILE_N][TC_K + TC_PAD];
@@ -124,9 +129,9 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_bf16_tc(
     const int n0 = blockIdx.y * TILE_N;
     const int tid = threadIdx.x;
     const int lane = tid % 32, warp = tid / 32;
-    const int warp_m = (warp / 2) * 32, warp_n = (warp % 2) * 32;
+    const int warp_m = (warp / 2) * 32, warp_n = (warp % 2) * WARP_N;
     const int group = lane / 4, in_group = lane % 4;
-    float acc[2][4][4] = {};
+    float acc[2][MMA_N][4] = {};
 
     const int a_col = tid % TC_K;
     const int a_row = tid / TC_K;
@@ -156,7 +161,7 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_bf16_tc(
         __syncthreads();
 #pragma unroll
         for (int t = 0; t < TC_K; t += 16) {
-            unsigned int a[2][4], b[4][2];
+            unsigned int a[2][4], b[MMA_N][2];
 #pragma unroll
             for (int i = 0; i < 2; ++i) {
                 const int r = warp_m + 16 * i + group;
@@ -166,7 +171,7 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_bf16_tc(
                 a[i][3] = pair(&a_tile[r + 8][t + 2 * in_group + 8]);
             }
 #pragma unroll
-            for (int j = 0; j < 4; ++j) {
+            for (int j = 0; j < MMA_N; ++j) {
                 const int n = warp_n + 8 * j + group;
                 b[j][0] = pair(&b_tile[n][t + 2 * in_group]);
                 b[j][1] = pair(&b_tile[n][t + 2 * in_group + 8]);
@@ -174,7 +179,7 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_bf16_tc(
 #pragma unroll
             for (int i = 0; i < 2; ++i)
 #pragma unroll
-                for (int j = 0; j < 4; ++j) mma_m16n8k16_bf16(acc[i][j], a[i], b[j]);
+                for (int j = 0; j < MMA_N; ++j) mma_m16n8k16_bf16(acc[i][j], a[i], b[j]);
         }
         __syncthreads();
     }
@@ -182,7 +187,7 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_bf16_tc(
 #pragma unroll
     for (int i = 0; i < 2; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < MMA_N; ++j)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const int m = m0 + warp_m + 16 * i + group + (e >= 2 ? 8 : 0);
@@ -190,6 +195,22 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_bf16_tc(
                 if (m < pixels && n < co) output[(size_t)m * co + n] = acc[i][j][e] + bias[n];
             }
 }
+
+// The entry points: (input, weights, bias, output, batch, in_h, in_w, ci, out_h, out_w, co, k,
+// stride, pad, upsample); grid (pixel tiles of 64, channel tiles of TILE_N).
+#define CONV_GEMM_ENTRY(name, body, threads, TILE_N)                                            \
+    extern "C" __global__ void __launch_bounds__(threads) name(                                 \
+        const float* __restrict__ input, const float* __restrict__ weights,                     \
+        const float* __restrict__ bias, float* __restrict__ output, int batch, int in_h,        \
+        int in_w, int ci, int out_h, int out_w, int co, int k, int stride, int pad,             \
+        int upsample) {                                                                         \
+        body<TILE_N>(input, weights, bias, output, batch, in_h, in_w, ci, out_h, out_w, co, k,  \
+                     stride, pad, upsample);                                                    \
+    }
+CONV_GEMM_ENTRY(conv2d_f32, conv_gemm_f32, 256, 64)
+CONV_GEMM_ENTRY(conv2d_f32_n32, conv_gemm_f32, 256, 32)
+CONV_GEMM_ENTRY(conv2d_bf16_tc, conv_gemm_bf16_tc, 128, 64)
+CONV_GEMM_ENTRY(conv2d_bf16_tc_n32, conv_gemm_bf16_tc, 128, 32)
 
 // Direct convolution for the image-facing layers (stride 1, no upsampling): the first, 3 -> 32
 // channels, and the last, 32 -> 3, both 9x9. As a GEMM their 3 channels fill 3 of a tile's 64

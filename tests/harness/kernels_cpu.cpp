@@ -13,13 +13,15 @@ using emulation::launch;
 // built from other sources and loaded beside this one never share its kernels or globals.
 #define ENTRY extern "C" __attribute__((visibility("default")))
 
-// kernel: the engine's ConvKernel (0 fp32 GEMM, 1 tensor-core GEMM, 2 and 3 direct);
-// ints: batch, in_h, in_w, ci, out_h, out_w, co, k, stride, pad, upsample.
+// kernel: the engine's ConvKernel (0 fp32 GEMM, 1 tensor-core GEMM, 2 and 3 direct, 4 and 5
+// the GEMMs with 32-wide channel tiles); ints: batch, in_h, in_w, ci, out_h, out_w, co, k,
+// stride, pad, upsample.
 ENTRY void emu_conv2d(int kernel_number, unsigned grid_x, unsigned grid_y, unsigned threads,
                 const float* input, const float* weights, const float* bias, float* output,
                 const int* n) {
-    decltype(&conv2d_f32) kernels[] = {conv2d_f32, conv2d_bf16_tc, conv2d_direct_to32,
-                                       conv2d_direct_to3};
+    decltype(&conv2d_f32) kernels[] = {conv2d_f32,         conv2d_bf16_tc,
+                                       conv2d_direct_to32, conv2d_direct_to3,
+                                       conv2d_f32_n32,     conv2d_bf16_tc_n32};
     auto kernel = kernels[kernel_number];
     launch(dim3{grid_x, grid_y, 1}, dim3{threads, 1, 1}, kernel, input, weights, bias, output,
            n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]);

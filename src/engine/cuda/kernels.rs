@@ -21,6 +21,8 @@ pub const FAMILIES: [(&str, &str, &[&str]); 3] = [
         &[
             "conv2d_f32",
             "conv2d_bf16_tc",
+            "conv2d_f32_n32",
+            "conv2d_bf16_tc_n32",
             "conv2d_direct_to32",
             "conv2d_direct_to3",
         ],

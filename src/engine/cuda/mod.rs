@@ -40,6 +40,8 @@ struct Functions {
     conv_tensor_cores: CudaFunction,
     conv_direct_to32: CudaFunction,
     conv_direct_to3: CudaFunction,
+    conv_f32_n32: CudaFunction,
+    conv_tensor_cores_n32: CudaFunction,
     norm_partial_sums: CudaFunction,
     norm_finalize: CudaFunction,
     norm_apply: CudaFunction,
@@ -170,6 +172,10 @@ pub enum ConvKernel {
     DirectTo32 = 2,
     /// Direct, one thread per pixel: the last layer (32 -> 3, 9x9).
     DirectTo3 = 3,
+    /// The fp32 GEMM with 32-wide channel tiles, for layers of at most 32 output channels.
+    GemmN32 = 4,
+    /// The tensor-core GEMM with 32-wide channel tiles.
+    GemmTensorCoresN32 = 5,
 }
 
 impl ConvKernel {
@@ -180,8 +186,21 @@ impl ConvKernel {
         match (conv.in_channels, conv.out_channels) {
             (3, 32) if direct => ConvKernel::DirectTo32,
             (ci, 3) if direct && ci % 8 == 0 => ConvKernel::DirectTo3,
-            _ if tensor_cores => ConvKernel::GemmTensorCores,
-            _ => ConvKernel::Gemm,
+            (_, co) => match (tensor_cores, co <= 32) {
+                (true, true) => ConvKernel::GemmTensorCoresN32,
+                (true, false) => ConvKernel::GemmTensorCores,
+                (false, true) => ConvKernel::GemmN32,
+                (false, false) => ConvKernel::Gemm,
+            },
+        }
+    }
+
+    /// The output channels of a GEMM block (none for the direct kernels).
+    fn channel_tile(self) -> Option<usize> {
+        match self {
+            ConvKernel::Gemm | ConvKernel::GemmTensorCores => Some(64),
+            ConvKernel::GemmN32 | ConvKernel::GemmTensorCoresN32 => Some(32),
+            ConvKernel::DirectTo32 | ConvKernel::DirectTo3 => None,
         }
     }
 
@@ -192,6 +211,8 @@ impl ConvKernel {
             ConvKernel::GemmTensorCores => "conv2d_bf16_tc",
             ConvKernel::DirectTo32 => "conv2d_direct_to32",
             ConvKernel::DirectTo3 => "conv2d_direct_to3",
+            ConvKernel::GemmN32 => "conv2d_f32_n32",
+            ConvKernel::GemmTensorCoresN32 => "conv2d_bf16_tc_n32",
         }
     }
 }
@@ -231,20 +252,16 @@ pub fn conv_launch(
     ]
     .map(|v| v as i32);
     let kernel = ConvKernel::for_layer(conv, tensor_cores);
-    let shape = match kernel {
-        ConvKernel::Gemm | ConvKernel::GemmTensorCores => LaunchShape {
+    let shape = match kernel.channel_tile() {
+        Some(tile) => LaunchShape {
             grid: (
                 pixels.div_ceil(64) as u32,
-                conv.out_channels.div_ceil(64) as u32,
+                conv.out_channels.div_ceil(tile) as u32,
                 1,
             ),
-            threads: if kernel == ConvKernel::GemmTensorCores {
-                128
-            } else {
-                256
-            },
+            threads: if tensor_cores { 128 } else { 256 },
         },
-        ConvKernel::DirectTo32 | ConvKernel::DirectTo3 => LaunchShape {
+        None => LaunchShape {
             grid: (
                 (oh.div_ceil(DIRECT_TILE) * ow.div_ceil(DIRECT_TILE)) as u32,
                 batch as u32,
@@ -304,6 +321,8 @@ fn launch_conv(
         ConvKernel::GemmTensorCores => &f.conv_tensor_cores,
         ConvKernel::DirectTo32 => &f.conv_direct_to32,
         ConvKernel::DirectTo3 => &f.conv_direct_to3,
+        ConvKernel::GemmN32 => &f.conv_f32_n32,
+        ConvKernel::GemmTensorCoresN32 => &f.conv_tensor_cores_n32,
     };
     let mut launch = stream.launch_builder(function);
     launch
@@ -462,6 +481,8 @@ impl CudaEngine {
             conv_tensor_cores: take("conv2d_bf16_tc"),
             conv_direct_to32: take("conv2d_direct_to32"),
             conv_direct_to3: take("conv2d_direct_to3"),
+            conv_f32_n32: take("conv2d_f32_n32"),
+            conv_tensor_cores_n32: take("conv2d_bf16_tc_n32"),
             norm_partial_sums: take("norm_partial_sums"),
             norm_finalize: take("norm_finalize"),
             norm_apply: take("norm_apply"),
@@ -893,6 +914,36 @@ mod tests {
 
     fn size(width: usize, height: usize) -> FrameSize {
         FrameSize { width, height }
+    }
+
+    #[test]
+    fn every_layer_gets_the_kernel_shaped_for_its_channels() {
+        let net = crate::model::styles::load_style("mosaic").unwrap();
+        let chosen: Vec<(ConvKernel, ConvKernel)> = net
+            .convolutions()
+            .into_iter()
+            .map(|conv| {
+                (
+                    ConvKernel::for_layer(conv, false),
+                    ConvKernel::for_layer(conv, true),
+                )
+            })
+            .collect();
+        use ConvKernel::*;
+        let expected = [
+            (DirectTo32, DirectTo32),
+            (Gemm, GemmTensorCores),
+            (Gemm, GemmTensorCores),
+        ]
+        .into_iter()
+        .chain(std::iter::repeat_n((Gemm, GemmTensorCores), 10))
+        .chain([
+            (Gemm, GemmTensorCores),
+            (GemmN32, GemmTensorCoresN32),
+            (DirectTo3, DirectTo3),
+        ])
+        .collect::<Vec<_>>();
+        assert_eq!(chosen, expected);
     }
 
     #[test]
