@@ -140,6 +140,7 @@ __device__ __forceinline__ void conv_gemm_bf16_tc(
         const bool k_ok = kk < reduction;
         const int c = kk % ci, tap = kk / ci;
         const int kx = tap % k, ky = tap / k;
+#pragma unroll
         for (int i = 0; i < TILE_M / 4; ++i) {
             const int row = a_row + 4 * i;
             const int m = m0 + row;
@@ -151,6 +152,7 @@ __device__ __forceinline__ void conv_gemm_bf16_tc(
             }
             a_tile[row][a_col] = to_bf16(v);
         }
+#pragma unroll
         for (int i = 0; i < (TC_K * TILE_N) / 128; ++i) {
             const int idx = tid + 128 * i;
             const int kr = idx / TILE_N, n = idx % TILE_N;
@@ -225,9 +227,10 @@ __device__ __forceinline__ void conv_direct(
     const float* __restrict__ input, const float* __restrict__ weights,
     const float* __restrict__ bias, float* __restrict__ output,
     int in_h, int in_w, int ci, int out_h, int out_w, int pad) {
-    constexpr int SPAN = DIRECT_TILE + K - 1;
+    constexpr int SPAN = DIRECT_TILE + K - 1, THREADS = DIRECT_TILE * DIRECT_TILE;
+    constexpr int WINDOW = CHUNK * SPAN * SPAN, TAPS = K * K * CHUNK * CO;
     __shared__ float window[CHUNK][SPAN][SPAN + 1];
-    __shared__ float taps[K * K * CHUNK * CO];
+    __shared__ float taps[TAPS];
     const int tiles_x = (out_w + DIRECT_TILE - 1) / DIRECT_TILE;
     const int y0 = (blockIdx.x / tiles_x) * DIRECT_TILE, x0 = (blockIdx.x % tiles_x) * DIRECT_TILE;
     const int b = blockIdx.y;
@@ -237,13 +240,15 @@ __device__ __forceinline__ void conv_direct(
 #pragma unroll
     for (int o = 0; o < CO; ++o) acc[o] = 0.f;
     for (int c0 = 0; c0 < ci; c0 += CHUNK) {
-        for (int i = tid; i < CHUNK * SPAN * SPAN; i += DIRECT_TILE * DIRECT_TILE) {
+        // Staged in loops, not unrolled: unrolled, their loads all in flight at once take
+        // registers enough to leave one block per SM (248 on sm_90), or spill under a bound.
+        for (int i = tid; i < WINDOW; i += THREADS) {
             const int c = i % CHUNK, yx = i / CHUNK;
             const int y = reflect_index(y0 + yx / SPAN - pad, in_h);
             const int x = reflect_index(x0 + yx % SPAN - pad, in_w);
             window[c][yx / SPAN][yx % SPAN] = image[((size_t)y * in_w + x) * ci + c0 + c];
         }
-        for (int i = tid; i < K * K * CHUNK * CO; i += DIRECT_TILE * DIRECT_TILE) {
+        for (int i = tid; i < TAPS; i += THREADS) {
             const int o = i % CO, c = (i / CO) % CHUNK, tap = i / (CO * CHUNK);
             taps[i] = weights[((size_t)tap * ci + c0 + c) * CO + o];
         }

@@ -3,7 +3,8 @@
 # installed system-wide, no GPU and no CUDA toolkit needed):
 # - target/cuda-tools: NVRTC and ptxas unpacked from their PyPI wheels, for compiling the CUDA
 #   kernels and reporting their registers;
-# - target/cuda-tools-13: NVRTC 13 from PyPI, for the test that finds it by name;
+# - target/cuda-tools-13: NVRTC 13 and nvdisasm 13 from PyPI, for the test that finds NVRTC 13
+#   by name and for the kernels' instruction budget;
 # - target/test-venv: a Python environment with azure-ai-ml and dockerfile-parse, for validating
 #   the Azure ML job definitions offline;
 # - target/azurite: the Azure Blob Storage emulator (npm), for the blob and watch tests;
@@ -27,12 +28,17 @@ if [ ! -e "$tools/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" ] || [ ! -x "$tools/nvid
     chmod +x "$tools/nvidia/cuda_nvcc/bin/ptxas"
 fi
 
-# NVRTC 13 (the CUDA 13 toolkit's, named libnvrtc.so.13), for the test that finds it by name.
+# NVRTC 13 (the CUDA 13 toolkit's, named libnvrtc.so.13), for the test that finds it by name,
+# and nvdisasm 13 (reads sm_80 and sm_90 machine code), for the kernels' instruction budget.
 tools_13=target/cuda-tools-13
-if [ ! -e "$tools_13/nvidia/cu13/lib/libnvrtc.so.13" ]; then
+if [ ! -e "$tools_13/nvidia/cu13/lib/libnvrtc.so.13" ] || [ ! -x "$tools_13/nvidia/cu13/bin/nvdisasm" ]; then
     mkdir -p "$tools_13/wheels"
-    python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$tools_13/wheels" "nvidia-cuda-nvrtc==13.0.*"
-    python3 -m zipfile -e "$tools_13"/wheels/*.whl "$tools_13"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$tools_13/wheels" \
+        "nvidia-cuda-nvrtc==13.0.*" "nvidia-cuda-nvdisasm==13.2.51"
+    for wheel in "$tools_13"/wheels/*.whl; do
+        python3 -m zipfile -e "$wheel" "$tools_13"
+    done
+    chmod +x "$tools_13/nvidia/cu13/bin/nvdisasm"
     rm -rf "$tools_13/wheels"
 fi
 

@@ -11,6 +11,9 @@ use std::path::PathBuf;
 use stylemill::engine::cuda::kernels::{
     compile, compile_module, ptxas_report, supported_architectures, Module, FAMILIES,
 };
+use stylemill::engine::cuda::sass::{main_loops, MainLoop};
+use stylemill::engine::cuda::{conv_launch, ConvKernel};
+use stylemill::model::styles::load_style;
 
 fn tools() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/cuda-tools/nvidia")
@@ -113,5 +116,160 @@ fn a_gpu_newer_than_nvrtc_gets_ptx_for_the_newest_architecture_it_knows() {
     match compile_module(file, source, &future).unwrap() {
         Module::Ptx(ptx) => assert!(ptx.contains(&format!(".target sm_{newest}")), "{ptx}"),
         Module::Cubin(_) => panic!("NVRTC cannot make machine code for {future}"),
+    }
+}
+
+/// The most instructions each kernel's main loop may issue per tensor-core or fp32 multiply-add
+/// instruction, on sm_80 and sm_90, and whether loops may remain inside it: today's counts with
+/// a little room, so that a change which makes a loop costlier fails here. They guard against
+/// regressions; the tensor-core loop's target (about 8) needs the cp.async/ldmatrix pipeline.
+/// The GEMMs stage each k-tile in straight code, so their counts are exact per iteration; the
+/// direct kernels stage their window in loops (unrolled, they take too many registers), which
+/// sm_80's listing puts inside the main loop and counts once instead of about 20 times, some
+/// 10% of that loop's instructions.
+const BUDGETS: [(&str, f64, bool); 6] = [
+    ("conv2d_f32", 2.3, false),
+    ("conv2d_f32_n32", 3.4, false),
+    ("conv2d_bf16_tc", 130.0, false),
+    ("conv2d_bf16_tc_n32", 240.0, false),
+    ("conv2d_direct_to32", 1.5, true),
+    ("conv2d_direct_to3", 2.1, true),
+];
+
+fn nvdisasm() -> PathBuf {
+    let path = std::env::var_os("STYLEMILL_NVDISASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/cuda-tools-13/nvidia/cu13/bin/nvdisasm")
+        });
+    assert!(
+        path.exists(),
+        "nvdisasm not found at {}: run scripts/test-tools.sh",
+        path.display()
+    );
+    path
+}
+
+/// An H100 SXM: 132 SMs of 4 schedulers, each issuing one warp instruction per clock, at the
+/// 1.98 GHz boost clock; fp32 FFMA peak 66.9 TFLOP/s, dense BF16 tensor peak 989 TFLOP/s.
+const H100_SMS: f64 = 132.0;
+const H100_CLOCK_HZ: f64 = 1.98e9;
+const H100_FP32_TFLOPS: f64 = 66.9;
+const H100_BF16_TFLOPS: f64 = 989.0;
+
+/// What the main-loop counts imply for each layer of the network at 1920x1080 (batch 1) on an
+/// H100, assuming that the main loop is all the time and that it is bound by instruction issue:
+/// warp instructions = multiply-adds executed (tile shapes included) / multiply-adds per
+/// iteration (2048 per HMMA.16816, 32 per FFMA) x instructions per iteration. Memory traffic,
+/// latency, prologues and epilogues, and InstanceNorm are left out: a lower bound on the time.
+fn model_at_1080p(loops: &[MainLoop]) -> Vec<String> {
+    let net = load_style("mosaic").unwrap();
+    let mut rows = Vec::new();
+    for fast in [false, true] {
+        let (mut h, mut w) = (1080, 1920);
+        let (mut total_ms, mut total_flop) = (0.0, 0.0);
+        for conv in net.convolutions() {
+            let tensor_cores = fast && conv.in_channels != 3 && conv.out_channels != 3;
+            let plan = conv_launch(conv, 1, h, w, tensor_cores);
+            let (oh, ow) = plan.out;
+            let taps = conv.kernel * conv.kernel;
+            let useful = (oh * ow * taps * conv.in_channels * conv.out_channels) as f64;
+            let (grid_x, grid_y, _) = plan.shape.grid;
+            let ctas = (grid_x * grid_y) as f64;
+            let executed = match plan.kernel {
+                ConvKernel::DirectTo32 | ConvKernel::DirectTo3 => {
+                    ctas * 256.0 * (taps * conv.in_channels * conv.out_channels) as f64
+                }
+                kernel => {
+                    let (k_tile, n_tile) = match kernel {
+                        ConvKernel::Gemm => (16, 64),
+                        ConvKernel::GemmN32 => (16, 32),
+                        ConvKernel::GemmTensorCores => (32, 64),
+                        _ => (32, 32),
+                    };
+                    let reduction = (taps * conv.in_channels).div_ceil(k_tile) * k_tile;
+                    ctas * (64 * n_tile * reduction) as f64
+                }
+            };
+            let main = loops
+                .iter()
+                .find(|l| l.kernel == plan.kernel.name())
+                .unwrap();
+            let per_iteration = (main.mma * 2048 + main.ffma * 32) as f64;
+            let warp_instructions = executed / per_iteration * main.instructions as f64;
+            let seconds = warp_instructions / (H100_SMS * 4.0 * H100_CLOCK_HZ);
+            let peak = if tensor_cores {
+                H100_BF16_TFLOPS
+            } else {
+                H100_FP32_TFLOPS
+            };
+            let share = 2.0 * useful / seconds / 1e12 / peak;
+            rows.push(format!(
+                "| {} | {}->{} k{} s{}{} at {oh}x{ow} | {} | {:.2} | {:.1}% |",
+                if fast { "fast" } else { "fp32" },
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel,
+                conv.stride,
+                if conv.upsample { " up" } else { "" },
+                plan.kernel.name(),
+                seconds * 1e3,
+                100.0 * share
+            ));
+            total_ms += seconds * 1e3;
+            total_flop += 2.0 * useful;
+            (h, w) = (oh, ow);
+        }
+        rows.push(format!(
+            "| {} | all convolutions | | {total_ms:.1} | {:.1} TFLOP/s |",
+            if fast { "fast" } else { "fp32" },
+            total_flop / (total_ms / 1e3) / 1e12
+        ));
+    }
+    rows
+}
+
+#[test]
+fn every_convolution_main_loop_stays_within_its_instruction_budget() {
+    use_nvrtc();
+    let (file, source, kernels) = FAMILIES[0];
+    for arch in ["sm_80", "sm_90"] {
+        let Module::Cubin(cubin) = compile_module(file, source, arch).unwrap() else {
+            panic!("{file} for {arch} is not machine code");
+        };
+        let loops = main_loops(&nvdisasm(), &cubin).unwrap_or_else(|e| panic!("{e}"));
+        for kernel in kernels {
+            let found = loops
+                .iter()
+                .find(|l| l.kernel == *kernel)
+                .unwrap_or_else(|| panic!("{kernel} not in the listing for {arch}"));
+            let &(_, budget, staging_loops) = BUDGETS.iter().find(|(k, ..)| k == kernel).unwrap();
+            let per = found.instructions_per_multiply_add();
+            eprintln!(
+                "{kernel:<20} {arch}: {:>4} instructions, {:>2} HMMA, {:>3} FFMA: {per:.2} per multiply-add (budget {budget})",
+                found.instructions, found.mma, found.ffma
+            );
+            assert!(
+                found.mma + found.ffma > 0,
+                "{kernel} {arch}: no main loop found"
+            );
+            assert_eq!(found.local_memory, 0, "{kernel} {arch} uses local memory");
+            assert!(
+                staging_loops || found.inner_loops == 0,
+                "{kernel} {arch}: its main loop holds other loops, not unrolled: {found:?}"
+            );
+            assert!(
+                per <= budget,
+                "{kernel} {arch}: {per:.2} instructions per multiply-add, over its budget of {budget}: {found:?}"
+            );
+        }
+        if arch == "sm_90" {
+            let table = model_at_1080p(&loops).join("\n");
+            eprintln!("{table}");
+            let path =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/kernel-model-1080p.md");
+            std::fs::write(path, table).unwrap();
+        }
     }
 }

@@ -8,6 +8,7 @@
 mod clock;
 pub mod kernels;
 pub mod nvrtc;
+pub mod sass;
 
 use super::{check_frame_size, EngineError, Precision};
 use crate::frame::{Frame, FrameSize};
