@@ -77,16 +77,20 @@ class Scheduler {
         std::vector<int> arrived;
     };
 
-    // Runs `body(t)` for every thread t until all have finished.
+    // Runs `body(t)` for every thread t until all have finished. The stacks are allocated on
+    // the first run and reused by the next blocks, uninitialised: zeroing 256 stacks for every
+    // block would cost more than the block's work.
     template <typename Body>
     void run(Body& body) {
         body_ = &body;
         const int count = (int)contexts_.size();
+        std::fill(waiting_.begin(), waiting_.end(), false);
+        std::fill(done_.begin(), done_.end(), false);
         for (int t = 0; t < count; ++t) {
-            stacks_[t].resize(kStackBytes);
+            if (!stacks_[t]) stacks_[t].reset(new char[kStackBytes]);
             getcontext(&contexts_[t]);
-            contexts_[t].uc_stack.ss_sp = stacks_[t].data();
-            contexts_[t].uc_stack.ss_size = stacks_[t].size();
+            contexts_[t].uc_stack.ss_sp = stacks_[t].get();
+            contexts_[t].uc_stack.ss_size = kStackBytes;
             contexts_[t].uc_link = &main_;
             makecontext(&contexts_[t], (void (*)())&Scheduler::trampoline<Body>, 0);
         }
@@ -149,7 +153,7 @@ class Scheduler {
 
     ucontext_t main_;
     std::vector<ucontext_t> contexts_;
-    std::vector<std::vector<char>> stacks_;
+    std::vector<std::unique_ptr<char[]>> stacks_;
     std::vector<bool> waiting_;
     std::vector<bool> done_;
     int running_ = 0;
@@ -186,23 +190,25 @@ inline void meet_warp() { block->scheduler.meet(this_warp().lanes); }
 
 // Runs `kernel(args...)` over `grid` blocks of `threads` threads, block after block. One
 // launch at a time: launches share the grid, the block and the `__shared__` statics.
+// One lock for every kernel (a static inside the template would be one per kernel).
+inline std::mutex one_launch;
+
 template <typename Kernel, typename... Args>
 void launch(dim3 grid, dim3 threads, Kernel kernel, Args... args) {
-    static std::mutex one_launch;
     std::lock_guard<std::mutex> lock(one_launch);
     gridDim = grid;
     blockDim = threads;
     const int count = (int)(threads.x * threads.y * threads.z);
+    Block current(count);
+    block = &current;
+    auto body = [&](int) { kernel(args...); };
     for (unsigned int bz = 0; bz < grid.z; ++bz)
         for (unsigned int by = 0; by < grid.y; ++by)
             for (unsigned int bx = 0; bx < grid.x; ++bx) {
-                Block current(count);
-                block = &current;
                 blockIdx = {bx, by, bz};
-                auto body = [&](int) { kernel(args...); };
                 current.scheduler.run(body);
-                block = nullptr;
             }
+    block = nullptr;
 }
 
 }  // namespace emulation

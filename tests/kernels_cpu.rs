@@ -13,9 +13,14 @@ use common::*;
 use libloading::{Library, Symbol};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use stylemill::engine::cuda::{conv_launch, norm_launch, pack_weights, LaunchShape};
+use stylemill::engine::cpu::CpuEngine;
+use stylemill::engine::cuda::{
+    conv_launch, norm_launch, pack_weights, uses_tensor_cores, LaunchShape,
+};
+use stylemill::engine::{Engine, EngineError, Precision};
+use stylemill::frame::{Frame, FrameSize};
 use stylemill::model::styles::load_style;
-use stylemill::model::{Conv, Norm};
+use stylemill::model::{Conv, Norm, TransformerNet};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -299,4 +304,148 @@ fn frames_convert_to_floats_and_back_cropped_and_rounded_as_the_cpu_engine_does(
         })
         .collect();
     assert_eq!(frame, stylemill::engine::quantize(&cropped));
+}
+
+/// The whole network through the emulated kernels, in the order and precisions the CUDA engine
+/// runs them (the frame conversion is a cast, checked exactly above).
+struct EmulatedNetwork {
+    kernels: Emulated<'static>,
+    net: TransformerNet,
+    precision: Precision,
+}
+
+impl EmulatedNetwork {
+    fn new(style: &str, precision: Precision) -> EmulatedNetwork {
+        EmulatedNetwork {
+            kernels: Emulated(shipped()),
+            net: load_style(style).unwrap(),
+            precision,
+        }
+    }
+
+    /// A convolution, then its InstanceNorm with a ReLU or with `residual` added.
+    fn stage(
+        &mut self,
+        (conv, norm): (&Conv, Option<&Norm>),
+        (x, h, w): (&[f32], usize, usize),
+        residual: Option<&[f32]>,
+    ) -> (Vec<f32>, usize, usize) {
+        let tensor_cores = uses_tensor_cores(conv, self.precision);
+        let (y, oh, ow) = self.kernels.conv(conv, x, h, w, tensor_cores);
+        match norm {
+            Some(norm) => (
+                self.kernels.instance_norm(norm, &y, oh, ow, residual),
+                oh,
+                ow,
+            ),
+            None => (y, oh, ow),
+        }
+    }
+}
+
+impl Engine for EmulatedNetwork {
+    fn describe(&self) -> String {
+        format!(
+            "the CUDA kernels emulated on the CPU ({:?})",
+            self.precision
+        )
+    }
+
+    fn forward(&mut self, frame: &Frame) -> Result<Vec<f32>, EngineError> {
+        let (h, w) = (frame.size.height, frame.size.width);
+        let input: Vec<f32> = frame.data.iter().map(|&b| b as f32).collect();
+        let net = self.net.clone();
+        let mut x = self.stage((&net.conv1, Some(&net.in1)), (&input, h, w), None);
+        x = self.stage((&net.conv2, Some(&net.in2)), (&x.0, x.1, x.2), None);
+        x = self.stage((&net.conv3, Some(&net.in3)), (&x.0, x.1, x.2), None);
+        for block in &net.res {
+            let t = self.stage((&block.conv1, Some(&block.in1)), (&x.0, x.1, x.2), None);
+            x = self.stage(
+                (&block.conv2, Some(&block.in2)),
+                (&t.0, t.1, t.2),
+                Some(&x.0),
+            );
+        }
+        x = self.stage((&net.deconv1, Some(&net.in4)), (&x.0, x.1, x.2), None);
+        x = self.stage((&net.deconv2, Some(&net.in5)), (&x.0, x.1, x.2), None);
+        // Odd sides come back a little larger (halved twice, doubled twice): crop the top left.
+        let (output, oh, ow) = self.stage((&net.deconv3, None), (&x.0, x.1, x.2), None);
+        assert!(oh >= h && ow >= w);
+        Ok(output
+            .chunks_exact(ow * 3)
+            .take(h)
+            .flat_map(|row| &row[..w * 3])
+            .copied()
+            .collect())
+    }
+}
+
+#[test]
+fn the_whole_network_through_the_emulated_kernels_matches_the_golden_vectors_in_fp32() {
+    // The synthetic frames of every style (odd sides among them); the 320x240 frame, 45 s of
+    // emulation per style, is left to the GPU test.
+    for case in golden_manifest()
+        .cases
+        .iter()
+        .filter(|c| c.input.starts_with("synthetic"))
+    {
+        assert_matches_golden(
+            &mut EmulatedNetwork::new(&case.style, Precision::Fp32),
+            case,
+        );
+    }
+}
+
+/// The middle 160x120 of the golden 320x240 frame: real content, a quarter of the emulation.
+fn golden_frame_middle() -> Frame {
+    let frame = read_png(&fixtures().join("golden/rabbit_frame0_320x240.png"));
+    let (width, height) = (160, 120);
+    let data = frame
+        .data
+        .chunks_exact(frame.size.width * 3)
+        .skip(60)
+        .take(height)
+        .flat_map(|row| &row[80 * 3..(80 + width) * 3])
+        .copied()
+        .collect();
+    Frame::new(FrameSize { width, height }, data)
+}
+
+#[test]
+fn fast_mode_through_the_emulated_kernels_stays_within_each_styles_noise_floor() {
+    let frame = golden_frame_middle();
+    // +-1 LSB on every value, in a fixed pattern.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noisy_data = frame
+        .data
+        .iter()
+        .map(|&v| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            if state & 1 == 0 {
+                v.saturating_add(1)
+            } else {
+                v.saturating_sub(1)
+            }
+        })
+        .collect();
+    let noisy = Frame::new(frame.size, noisy_data);
+    for style in ["candy", "mosaic", "rain_princess", "udnie", "pointilism"] {
+        let mut cpu = CpuEngine::new(&load_style(style).unwrap(), None);
+        let reference = cpu.stylize(&frame).unwrap();
+        let floor = psnr(&cpu.stylize(&noisy).unwrap().data, &reference.data);
+        let fast = EmulatedNetwork::new(style, Precision::Fast)
+            .stylize(&frame)
+            .unwrap();
+        let quality = psnr(&fast.data, &reference.data);
+        eprintln!(
+            "{style}: fast mode {quality:.1} dB against fp32; fp32 on +-1 LSB noise {floor:.1} dB{}",
+            if quality >= 40.0 { "; 40 dB or more" } else { "" }
+        );
+        assert!(
+            quality >= floor - 1.0,
+            "{style}: fast mode {quality:.1} dB, below the noise floor of {floor:.1} dB less 1 dB"
+        );
+    }
 }

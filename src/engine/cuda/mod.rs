@@ -162,6 +162,13 @@ impl LaunchShape {
     }
 }
 
+/// Whether a layer runs on the tensor cores: in fast mode, all but the image-facing layers (3
+/// input or output channels), which are a tenth of the work and carry the most visible
+/// precision.
+pub fn uses_tensor_cores(conv: &Conv, precision: Precision) -> bool {
+    precision == Precision::Fast && conv.in_channels != 3 && conv.out_channels != 3
+}
+
 /// The kernel a convolution runs with (the discriminant is the CPU harness's kernel number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvKernel {
@@ -491,16 +498,12 @@ impl CudaEngine {
             f32_to_rgb8: take("f32_to_rgb8"),
             crop_f32: take("crop_f32"),
         };
-        // Fast mode keeps the image-facing layers (3 input or output channels) in fp32: they are
-        // a tenth of the work and carry the most visible precision.
         let upload_conv = |conv: &Conv| -> Result<DeviceConv, EngineError> {
             Ok(DeviceConv {
                 conv: conv.clone(),
                 weights: stream.clone_htod(&pack_weights(conv)).map_err(&error)?,
                 bias: stream.clone_htod(&conv.bias).map_err(&error)?,
-                tensor_cores: precision == Precision::Fast
-                    && conv.in_channels != 3
-                    && conv.out_channels != 3,
+                tensor_cores: uses_tensor_cores(conv, precision),
             })
         };
         let upload_norm = |norm: &Norm| -> Result<DeviceNorm, EngineError> {
