@@ -111,7 +111,7 @@ if gpu.exists():
         lines += ["", f"## GPU time per kernel, {name} ({table['ms_per_frame_total']:.2f} ms per frame)", "",
                   "| kernel | launches per frame | ms per frame | share |", "|---|---|---|---|"]
         for row in sorted(table["kernels"], key=lambda r: -r["ms_per_frame"]):
-            lines.append(f"| {row['kernel']} | {row['launches_per_frame']:.0f} | {row['ms_per_frame']:.3f} | {100 * row['share']:.1f}% |")
+            lines.append(f"| {row['kernel']} | {row['launches_per_frame']:.3g} | {row['ms_per_frame']:.3f} | {100 * row['share']:.1f}% |")
 for precision in ("fast", "fp32"):
     run = results / f"run-{precision}.txt"
     if run.exists():
