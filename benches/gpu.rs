@@ -43,8 +43,7 @@ fn gpu_name() -> Value {
 
 /// Per-kernel GPU milliseconds per frame over `RUNS` batches of `BATCHED` frames of `size`.
 fn kernel_table(engine: &mut CudaEngine, size: FrameSize) -> Value {
-    let data: Vec<u8> = (0..size.rgb_bytes()).map(|i| (i * 7 % 251) as u8).collect();
-    let frames = vec![Frame::new(size, data); BATCHED];
+    let frames = frames(size, BATCHED);
     engine.time_kernels();
     for _ in 0..RUNS {
         engine.stylize_batch(&frames).expect("stylize");
@@ -63,9 +62,14 @@ fn kernel_table(engine: &mut CudaEngine, size: FrameSize) -> Value {
     })
 }
 
-fn seconds_per_frame(engine: &mut CudaEngine, size: FrameSize, batch: usize) -> f64 {
+/// `batch` copies of a patterned frame of `size`.
+fn frames(size: FrameSize, batch: usize) -> Vec<Frame> {
     let data: Vec<u8> = (0..size.rgb_bytes()).map(|i| (i * 7 % 251) as u8).collect();
-    let frames = vec![Frame::new(size, data); batch];
+    vec![Frame::new(size, data); batch]
+}
+
+fn seconds_per_frame(engine: &mut CudaEngine, size: FrameSize, batch: usize) -> f64 {
+    let frames = frames(size, batch);
     engine.stylize_batch(&frames).expect("warm-up");
     let start = Instant::now();
     for _ in 0..RUNS {

