@@ -53,7 +53,24 @@ pub fn examine() -> Vec<Finding> {
         true,
     ));
     findings.push(kernel_cache_finding());
+    findings.push(flow_finding());
     findings
+}
+
+/// Optical flow, for `--temporal` and `stylemill flicker` only.
+fn flow_finding() -> Finding {
+    match crate::temporal::flow::FlowEstimator::new() {
+        Ok(_) => finding(
+            "optical flow",
+            format!(
+                "{} (for --temporal and flicker)",
+                crate::temporal::flow::method()
+            ),
+            true,
+            false,
+        ),
+        Err(error) => finding("optical flow", error.to_string(), false, false),
+    }
 }
 
 fn cpu_has(feature: &str) -> bool {

@@ -15,3 +15,4 @@ pub mod model;
 pub mod redact;
 pub mod shutdown;
 pub mod storage;
+pub mod temporal;

@@ -12,6 +12,7 @@ use stylemill::job::{self, JobError, RunOptions, WatchOptions};
 use stylemill::media::picture::DeinterlaceChoice;
 use stylemill::model::styles::SHIPPED;
 use stylemill::storage::{Location, StorageError, TransferSettings};
+use stylemill::temporal::{TemporalSettings, DEFAULT_STRENGTH};
 
 #[derive(Parser)]
 #[command(
@@ -36,9 +37,52 @@ enum Command {
     Watch(WatchArgs),
     /// Compile the CUDA kernels into the on-disk cache (for this node's GPUs, or --arch).
     Kernels(KernelArgs),
+    /// Measure how much a stylized video flickers: its temporal warping error against the
+    /// input (Lai et al. 2018), over the whole video and per frame.
+    Flicker(FlickerArgs),
     /// Say what this machine offers a run (ffmpeg, MPI, CUDA, GPUs, CPU); fails when something
     /// a run needs is missing.
     Doctor,
+}
+
+#[derive(Args)]
+struct FlickerArgs {
+    /// The input video the stylized one was made from.
+    input: PathBuf,
+    /// The stylized video.
+    styled: PathBuf,
+    /// Also write the figures as JSON (the mean, the per-frame values, the flow used).
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TemporalArgs {
+    /// Blend each frame with the previous output carried along the input's optical flow where
+    /// the flow is reliable: removes the shimmer of per-frame stylization.
+    #[arg(long)]
+    temporal: bool,
+    /// How much of the previous output --temporal carries into each reliable pixel, from 0
+    /// (none) to below 1.
+    #[arg(long, default_value_t = DEFAULT_STRENGTH, value_parser = parse_strength, requires = "temporal")]
+    temporal_strength: f32,
+}
+
+impl TemporalArgs {
+    fn settings(&self) -> Option<TemporalSettings> {
+        self.temporal.then_some(TemporalSettings {
+            strength: self.temporal_strength,
+        })
+    }
+}
+
+fn parse_strength(text: &str) -> Result<f32, String> {
+    let strength = text
+        .parse::<f32>()
+        .map_err(|_| format!("{text} is not a number; use for example 0.5"))?;
+    TemporalSettings::new(strength)
+        .map(|settings| settings.strength)
+        .map_err(|error| error.to_string())
 }
 
 #[derive(Args)]
@@ -79,6 +123,8 @@ struct RunArgs {
     style: StyleArgs,
     #[command(flatten)]
     encode: EncodeArgs,
+    #[command(flatten)]
+    temporal: TemporalArgs,
     #[command(flatten)]
     storage: StorageArgs,
     /// Stylize only the first N frames.
@@ -162,6 +208,8 @@ struct WatchArgs {
     #[command(flatten)]
     encode: EncodeArgs,
     #[command(flatten)]
+    temporal: TemporalArgs,
+    #[command(flatten)]
     storage: StorageArgs,
 }
 
@@ -235,6 +283,7 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => run(args),
         Command::Doctor => doctor(),
+        Command::Flicker(args) => flicker(args),
         Command::Watch(args) => watch(args),
         Command::Kernels(args) => match stylemill::engine::cuda::kernels::warm_cache(&args.arch) {
             Ok(entries) => {
@@ -266,6 +315,7 @@ impl StorageArgs {
 fn job_options(
     style: StyleArgs,
     encode: EncodeArgs,
+    temporal: &TemporalArgs,
     storage: &StorageArgs,
     input: Location,
     output: Location,
@@ -289,6 +339,7 @@ fn job_options(
         device: style.device,
         precision: style.precision,
         batch: encode.batch.max(1),
+        temporal: temporal.settings(),
         work_dir: None,
         restart: false,
         rank_timeout: Duration::from_secs(encode.rank_timeout.max(1)),
@@ -329,7 +380,14 @@ fn run(args: RunArgs) -> ExitCode {
         restart: args.restart,
         report: args.report,
         events: args.events,
-        ..job_options(args.style, args.encode, &args.storage, input, output)
+        ..job_options(
+            args.style,
+            args.encode,
+            &args.temporal,
+            &args.storage,
+            input,
+            output,
+        )
     };
     let result = job::run(&options, &cluster, watchdog);
     let code = match &result {
@@ -366,6 +424,32 @@ fn run(args: RunArgs) -> ExitCode {
         cluster.abort(1);
     }
     code
+}
+
+fn flicker(args: FlickerArgs) -> ExitCode {
+    let measured =
+        stylemill::temporal::flicker::measure(&args.input, &args.styled).and_then(|report| {
+            if let Some(path) = &args.report {
+                report.write(path)?;
+            }
+            Ok(report)
+        });
+    match measured {
+        Ok(report) => {
+            println!(
+                "warping error {:.6} over {} frames at {} ({})",
+                report.warping_error, report.frames, report.size, report.flow
+            );
+            for (frame, error) in (1..).zip(&report.per_frame) {
+                match error {
+                    Some(error) => println!("frame {frame}: {error:.6}"),
+                    None => println!("frame {frame}: no pixel visible in both frames"),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error),
+    }
 }
 
 fn doctor() -> ExitCode {
@@ -437,6 +521,7 @@ fn watch(args: WatchArgs) -> ExitCode {
         run: job_options(
             args.style,
             args.encode,
+            &args.temporal,
             &args.storage,
             placeholder.clone(),
             placeholder,

@@ -28,6 +28,7 @@ use crate::media::MediaError;
 use crate::model::ModelError;
 use crate::storage::blob::BlobError;
 use crate::storage::StorageError;
+use crate::temporal::TemporalError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -41,6 +42,8 @@ pub enum JobError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Temporal(#[from] TemporalError),
     #[error("cannot read image {path}: {detail}; pass a PNG or JPEG file")]
     ImageRead { path: String, detail: String },
     #[error("cannot write image {path}: {detail}; use a .png or .jpg output path")]

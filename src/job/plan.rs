@@ -6,6 +6,7 @@ use crate::frame::FrameSize;
 use crate::media::output::OutputSpec;
 use crate::media::probe::VideoInfo;
 use crate::storage::FileIdentity;
+use crate::temporal::TemporalSettings;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
@@ -35,6 +36,8 @@ pub struct Plan {
     pub todo_chunks: Vec<usize>,
     pub schedule: Schedule,
     pub ranks: usize,
+    /// `--temporal`: the recursion restarts at every chunk after its warm-up frames.
+    pub temporal: Option<TemporalSettings>,
 }
 
 impl Plan {
@@ -62,6 +65,12 @@ impl Plan {
     /// compute, the runs' lengths within one of each other.
     pub fn static_share(&self, rank: usize) -> Vec<usize> {
         self.todo_chunks[split(self.todo_chunks.len(), self.ranks)[rank].clone()].to_vec()
+    }
+
+    /// Frames stylized before a run of chunks starting at `frame` only to start the temporal
+    /// recursion (none without `--temporal`).
+    pub fn warmup_before(&self, frame: usize) -> usize {
+        self.temporal.map_or(0, |t| t.warmup_frames()).min(frame)
     }
 
     /// The frames of `chunks` (ascending) as runs of consecutive frames, one decode each.
@@ -167,6 +176,7 @@ mod tests {
             todo_chunks: todo,
             schedule: Schedule::Static,
             ranks,
+            temporal: None,
         }
     }
 

@@ -13,6 +13,7 @@ use crate::media::{probe, tools, MediaError};
 use crate::model::styles::style_bytes;
 use crate::model::TransformerNet;
 use crate::storage::{fetch, output_directory, FileIdentity, LocalInput, Location, OutputTarget};
+use crate::temporal::flow::FlowEstimator;
 use std::path::PathBuf;
 
 /// Where chunks are kept: the user's work directory, or a temporary one inside the staging
@@ -64,6 +65,9 @@ pub fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError>
         }
     }
     crate::engine::select::check_device(options.device)?;
+    if options.temporal.is_some() {
+        FlowEstimator::new()?;
+    }
     let mut output = OutputSpec::parse(
         &options.output.as_path(),
         options.crf,
@@ -116,34 +120,27 @@ pub fn prepare(options: &RunOptions, ranks: usize) -> Result<Prepared, JobError>
         .limit
         .map_or(info.frames, |limit| limit.min(info.frames));
     let chunks = frames.div_ceil(options.chunk_frames);
-    let (work, done) = match &options.work_dir {
-        Some(dir) => {
-            let manifest = Manifest::new(
-                &info,
-                &input_identity,
-                &weights,
-                size,
-                frames,
-                options.chunk_frames,
-                &output.kind,
-            );
-            let (dir, done) = prepare_work_dir(dir, &manifest, chunks, options.restart)?;
-            (WorkArea::Kept(dir), done)
-        }
-        None => (WorkArea::Temporary, Vec::new()),
-    };
-    let todo_chunks: Vec<usize> = (0..chunks).filter(|c| !done.contains(c)).collect();
-    let plan = Plan {
+    let mut plan = Plan {
         input: info,
         input_identity,
         frames,
         size,
         output,
         chunk_frames: options.chunk_frames,
-        todo_chunks,
+        todo_chunks: (0..chunks).collect(),
         schedule: options.schedule,
         ranks,
+        temporal: options.temporal,
     };
+    let (work, done) = match &options.work_dir {
+        Some(dir) => {
+            let manifest = Manifest::new(&plan, &weights);
+            let (dir, done) = prepare_work_dir(dir, &manifest, chunks, options.restart)?;
+            (WorkArea::Kept(dir), done)
+        }
+        None => (WorkArea::Temporary, Vec::new()),
+    };
+    plan.todo_chunks.retain(|c| !done.contains(c));
     log::info!(
         "{}: {} frames at {} fps, {}{}; stylizing {} of {} frames at {} on {} rank(s), {:?} schedule{}",
         options.input.shown(),

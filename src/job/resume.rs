@@ -1,7 +1,7 @@
 //! Resuming after a failure. With `--work-dir`, every finished chunk stays in the work directory
 //! (each appears only complete, by rename), beside a manifest saying which job it belongs to:
 //! the input, the style, the frame size, the frame count, the chunking, the output settings, the
-//! deinterlacing and the stylemill version. A rerun of the same command computes only the chunks
+//! deinterlacing, the temporal filter and the stylemill version. A rerun of the same command computes only the chunks
 //! that are missing; a work directory holding another job's chunks is refused (or cleared with
 //! `--restart`).
 
@@ -10,8 +10,8 @@ use crate::frame::FrameSize;
 use crate::media::encode::chunk_name;
 use crate::media::output::OutputKind;
 use crate::media::picture::Deinterlacing;
-use crate::media::probe::VideoInfo;
-use crate::storage::FileIdentity;
+use super::plan::Plan;
+use crate::temporal::TemporalSettings;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -31,6 +31,8 @@ pub struct Manifest {
     pub output: OutputKind,
     #[serde(default)]
     pub deinterlacing: Deinterlacing,
+    #[serde(default)]
+    pub temporal: Option<TemporalSettings>,
 }
 
 fn io_error(dir: &Path) -> impl Fn(std::io::Error) -> JobError + '_ {
@@ -41,26 +43,20 @@ fn io_error(dir: &Path) -> impl Fn(std::io::Error) -> JobError + '_ {
 }
 
 impl Manifest {
-    pub fn new(
-        input: &VideoInfo,
-        identity: &FileIdentity,
-        weights: &[u8],
-        size: FrameSize,
-        frames: usize,
-        chunk_frames: usize,
-        output: &OutputKind,
-    ) -> Manifest {
+    /// The identity of `plan`'s job with the style `weights`.
+    pub fn new(plan: &Plan, weights: &[u8]) -> Manifest {
         Manifest {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            input: input.path.display().to_string(),
-            input_bytes: identity.bytes,
-            input_hash: identity.hash.clone(),
+            input: plan.input.path.display().to_string(),
+            input_bytes: plan.input_identity.bytes,
+            input_hash: plan.input_identity.hash.clone(),
             style_hash: format!("{:016x}", crate::hash::fnv1a([weights])),
-            size,
-            frames,
-            chunk_frames,
-            output: output.clone(),
-            deinterlacing: input.picture.deinterlacing,
+            size: plan.size,
+            frames: plan.frames,
+            chunk_frames: plan.chunk_frames,
+            output: plan.output.kind.clone(),
+            deinterlacing: plan.input.picture.deinterlacing,
+            temporal: plan.temporal,
         }
     }
 
@@ -82,6 +78,8 @@ impl Manifest {
             Some("other output settings")
         } else if self.deinterlacing != other.deinterlacing {
             Some("another --deinterlace")
+        } else if self.temporal != other.temporal {
+            Some("another --temporal or --temporal-strength")
         } else {
             None
         }

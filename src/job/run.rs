@@ -21,6 +21,7 @@ use crate::media::output::OutputKind;
 use crate::media::picture::DeinterlaceChoice;
 use crate::model::TransformerNet;
 use crate::storage::{FileIdentity, Location, OutputTarget, Staging, TransferSettings};
+use crate::temporal::TemporalSettings;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
@@ -45,6 +46,8 @@ pub struct RunOptions {
     pub device: Device,
     pub precision: Precision,
     pub batch: usize,
+    /// `--temporal`: each frame blended with the previous output along the optical flow.
+    pub temporal: Option<TemporalSettings>,
     /// Where finished chunks are kept so that a rerun resumes (a temporary directory if unset).
     pub work_dir: Option<PathBuf>,
     /// Discard a work directory's checkpoint of another job instead of refusing it.

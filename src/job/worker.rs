@@ -2,6 +2,8 @@
 //! their frames from the input (seeking to the nearest usable keyframe), stylize them in the
 //! engine's batches, encode each chunk on the fixed grid, and hand the encoded chunk over.
 //! Consecutive chunks keep one decoder running, so a static share is one sequential decode.
+//! With `--temporal`, a run of chunks starts with the warm-up frames before it, stylized only to
+//! start the temporal filter, which restarts at every chunk's first frame.
 
 use super::link::Link;
 use super::plan::Plan;
@@ -11,6 +13,7 @@ use crate::engine::Engine;
 use crate::frame::Frame;
 use crate::media::decode::Decoder;
 use crate::media::encode::{chunk_name, ChunkEncoder};
+use crate::temporal::filter::TemporalFilter;
 use std::ops::Range;
 use std::path::Path;
 use std::time::Instant;
@@ -28,17 +31,25 @@ pub fn work(
     let mut decoder: Option<Decoder> = None;
     while let Some(chunks) = link.next_chunks()? {
         for run in plan.frame_runs(&chunks) {
-            let continues = decoder
-                .as_ref()
-                .is_some_and(|d| d.next_index() == run.start);
+            let first = run.start - plan.warmup_before(run.start);
+            let continues = decoder.as_ref().is_some_and(|d| d.next_index() == first);
             if !continues {
                 if let Some(done) = decoder.take() {
                     stats.frames_decoded += done.frames_decoded();
                 }
-                decoder = Some(Decoder::open(&plan.input, input, run.clone(), plan.size)?);
+                decoder = Some(Decoder::open(
+                    &plan.input,
+                    input,
+                    first..run.end,
+                    plan.size,
+                )?);
             }
             let decoder = decoder.as_mut().expect("opened above");
             decoder.extend_to(run.end);
+            let run = Run {
+                first,
+                encoded: run,
+            };
             stylize_run(plan, run, decoder, engine, link, encode_dir, &mut stats)?;
         }
     }
@@ -48,10 +59,18 @@ pub fn work(
     Ok(stats)
 }
 
-/// Decodes, stylizes and encodes the frames of `run`, which starts and ends on chunk bounds.
+/// Frames a worker decodes and stylizes in one go.
+struct Run {
+    /// The first frame stylized: the first encoded one, or the first of its warm-up.
+    first: usize,
+    /// The frames encoded, from a chunk's start to a chunk's end.
+    encoded: Range<usize>,
+}
+
+/// Decodes and stylizes the frames of `run` and encodes those of its chunks.
 fn stylize_run(
     plan: &Plan,
-    run: Range<usize>,
+    run: Run,
     decoder: &mut Decoder,
     engine: &mut dyn Engine,
     link: &mut dyn Link,
@@ -59,9 +78,10 @@ fn stylize_run(
     stats: &mut WorkerStats,
 ) -> Result<(), JobError> {
     let mut encoder: Option<ChunkEncoder> = None;
-    let mut next = run.start;
-    while next < run.end {
-        let count = engine.batch_size().min(run.end - next);
+    let mut temporal = plan.temporal.map(TemporalFilter::new).transpose()?;
+    let mut next = run.first;
+    while next < run.encoded.end {
+        let count = engine.batch_size().min(run.encoded.end - next);
         let started = Instant::now();
         let batch = (0..count)
             .map(|_| {
@@ -73,9 +93,25 @@ fn stylize_run(
         stats.decode_s += started.elapsed().as_secs_f64();
         let started = Instant::now();
         let stylized = engine.stylize_batch(&batch)?;
+        let stylized = match &mut temporal {
+            Some(filter) => batch
+                .into_iter()
+                .zip(stylized)
+                .zip(next..)
+                .map(|((input, image), frame)| {
+                    filter.push(
+                        input,
+                        image,
+                        plan.chunk(plan.chunk_of(frame)).start == frame,
+                    )
+                })
+                .collect::<Result<Vec<Frame>, _>>()?,
+            None => stylized,
+        };
         let seconds = started.elapsed().as_secs_f64();
         stats.compute_s += seconds;
-        for (frame, image) in (next..next + count).zip(stylized) {
+        let encoded = (next..next + count).zip(stylized);
+        for (frame, image) in encoded.filter(|(frame, _)| run.encoded.contains(frame)) {
             link.frame_done(frame, seconds / count as f64)?;
             let chunk = plan.chunk_of(frame);
             let started = Instant::now();
