@@ -58,12 +58,16 @@ build_ffmpeg() {
     rm -rf "$dir/src"
 }
 
+# Without the `temporal` feature: OpenCV and what it loads would add 10 MiB to the bundle, and
+# nothing the GPU machine runs needs optical flow.
+features=(--no-default-features --features mpi)
+
 # The executable of a test or bench target (`built test cuda`), built as `cargo test --release`
 # and `cargo bench` build them; cargo's JSON messages name it.
 built() {
     local command=$1 target=$2 profile=()
     [ "$command" = test ] && profile=(--release)
-    cargo "$command" "${profile[@]}" --"$command" "$target" --no-run --quiet --message-format=json | python3 -c '
+    cargo "$command" "${profile[@]}" "${features[@]}" --"$command" "$target" --no-run --quiet --message-format=json | python3 -c '
 import json, sys
 for message in map(json.loads, sys.stdin):
     if message.get("reason") == "compiler-artifact" and message.get("executable") and message["target"]["name"] == sys.argv[1]:
@@ -71,7 +75,7 @@ for message in map(json.loads, sys.stdin):
 }
 
 build_ffmpeg
-cargo build --release --quiet --bin stylemill
+cargo build --release --quiet "${features[@]}" --bin stylemill
 cuda_tests=$(built test cuda)
 gpu_bench=$(built bench gpu)
 

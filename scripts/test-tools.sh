@@ -129,11 +129,12 @@ SCRIPT
 ubuntu_ffmpeg 4.4 jammy jammy-updates jammy-security
 ubuntu_ffmpeg 7.1 questing questing-updates questing-security
 
-# The build without MPI (--no-default-features), kept as target/no-mpi/stylemill for its tests;
+# The build without MPI (--no-default-features, with optical flow for --temporal), kept as
+# target/no-mpi/stylemill for its tests;
 # the next default build takes target/release/stylemill back from cargo's cache.
 no_mpi=target/no-mpi/stylemill
 if [ ! -x "$no_mpi" ] || [ -n "$(find src Cargo.toml Cargo.lock -newer "$no_mpi" -print -quit)" ]; then
-    cargo build --release --quiet --no-default-features --bin stylemill
+    cargo build --release --quiet --no-default-features --features temporal --bin stylemill
     mkdir -p "$(dirname "$no_mpi")"
     cp target/release/stylemill "$no_mpi"
 fi

@@ -164,6 +164,10 @@ fn the_bundles_cpu_path_runs_with_an_empty_environment() {
         "the bundle's own ffmpeg: {report}"
     );
     assert!(report.contains("libx264: yes") && report.contains("png: yes"));
+    assert!(
+        report.contains("optical flow  --       this stylemill was built without optical flow"),
+        "the bundle leaves OpenCV out: {report}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let input = media("rabbit320_h264_aac.mp4");

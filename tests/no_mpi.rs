@@ -1,4 +1,4 @@
-//! The build without MPI (`cargo build --release --no-default-features`, kept by
+//! The build without MPI (`cargo build --release --no-default-features --features temporal`, kept by
 //! scripts/test-tools.sh as target/no-mpi/stylemill), for laptops and desktops with no MPI
 //! library: it links none, runs single-rank jobs byte for byte as the MPI build does, and under
 //! a launcher says it cannot take part rather than running as unrelated copies.
@@ -64,6 +64,10 @@ fn a_build_without_mpi_links_no_mpi_library_and_runs_jobs_as_the_mpi_build_does(
     assert!(
         report.contains("built without MPI: jobs run as one rank"),
         "{report}"
+    );
+    assert!(
+        report.contains("optical flow  ok       OpenCV"),
+        "--temporal works without MPI: {report}"
     );
 }
 

@@ -1,6 +1,6 @@
 //! Surviving cluster failures: a killed rank ends the job with the rank named and a rerun with
 //! the same --work-dir computes only the missing chunks, giving the same bytes as an
-//! uninterrupted run; a hanging rank is stopped by --rank-timeout; checkpoints of another job
+//! uninterrupted run (with --temporal too); a hanging rank is stopped by --rank-timeout; checkpoints of another job
 //! are refused; and the report accounts for every frame exactly once.
 
 mod common;
@@ -48,14 +48,27 @@ fn computed(stdout: &str) -> usize {
 
 #[test]
 fn a_killed_rank_is_named_and_the_rerun_resumes_with_identical_bytes() {
+    killed_rank_then_rerun(&[]);
+}
+
+#[test]
+fn a_temporal_run_resumes_with_identical_bytes_too() {
+    killed_rank_then_rerun(&["--temporal"]);
+}
+
+/// Kills rank 1 of a three-rank job with `extra` options after three chunks are done, then
+/// reruns it: the rerun computes only what is missing and gives a single run's bytes.
+fn killed_rank_then_rerun(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let reference = dir.path().join("reference.mp4");
-    let (ok, _, stderr) = stylemill(&job_args(&reference, "mosaic", &[]));
+    let (ok, _, stderr) = stylemill(&job_args(&reference, "mosaic", extra));
     assert!(ok, "{stderr}");
 
     let work = dir.path().join("work");
     let output = dir.path().join("out.mp4");
-    let args = job_args(&output, "mosaic", &["--work-dir", work.to_str().unwrap()]);
+    let mut resumable = vec!["--work-dir", work.to_str().unwrap()];
+    resumable.extend_from_slice(extra);
+    let args = job_args(&output, "mosaic", &resumable);
     let child = spawn_mpirun(3, &args);
     let victim = pid_of_rank(1, &output);
     let started = Instant::now();
@@ -198,6 +211,15 @@ fn a_checkpoint_of_another_job_is_refused_and_restart_discards_it() {
     let (ok, _, stderr) = stylemill(&job_args(&output, "udnie", &work_args));
     assert!(!ok);
     assert!(stderr.contains("holds the checkpoint of a different job (another style); rerun the same command, pass --restart"), "{stderr}");
+    assert!(!output.exists());
+    let mut temporal = work_args.to_vec();
+    temporal.push("--temporal");
+    let (ok, _, stderr) = stylemill(&job_args(&output, "mosaic", &temporal));
+    assert!(!ok);
+    assert!(
+        stderr.contains("(another --temporal or --temporal-strength)"),
+        "{stderr}"
+    );
     assert!(!output.exists());
 
     let mut restart = work_args.to_vec();

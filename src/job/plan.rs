@@ -181,6 +181,18 @@ mod tests {
     }
 
     #[test]
+    fn temporal_runs_start_with_their_warmup_but_never_before_the_first_frame() {
+        let mut plan = plan(100, 10, (0..10).collect(), 2);
+        assert_eq!(plan.warmup_before(40), 0);
+        plan.temporal = Some(TemporalSettings::new(0.5).unwrap());
+        let warmup = plan.temporal.unwrap().warmup_frames();
+        assert!(warmup > 0);
+        assert_eq!(plan.warmup_before(40), warmup);
+        assert_eq!(plan.warmup_before(2), 2);
+        assert_eq!(plan.warmup_before(0), 0);
+    }
+
+    #[test]
     fn a_fresh_plan_gives_each_rank_a_contiguous_run_of_chunks() {
         let plan = plan(10, 2, vec![0, 1, 2, 3, 4], 3);
         assert_eq!(plan.static_share(0), vec![0, 1]);

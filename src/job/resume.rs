@@ -5,12 +5,12 @@
 //! that are missing; a work directory holding another job's chunks is refused (or cleared with
 //! `--restart`).
 
+use super::plan::Plan;
 use super::JobError;
 use crate::frame::FrameSize;
 use crate::media::encode::chunk_name;
 use crate::media::output::OutputKind;
 use crate::media::picture::Deinterlacing;
-use super::plan::Plan;
 use crate::temporal::TemporalSettings;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

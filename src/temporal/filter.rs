@@ -153,3 +153,101 @@ impl TemporalFilter {
         Frame::new(step.stylized.size, data)
     }
 }
+
+#[cfg(all(test, feature = "temporal"))]
+mod tests {
+    use super::*;
+    use crate::frame::FrameSize;
+    use crate::temporal::textured;
+
+    const SIZE: FrameSize = FrameSize {
+        width: 96,
+        height: 64,
+    };
+
+    /// What a network might paint: the input with texture that changes from frame to frame.
+    fn shimmering(input: &Frame, frame: usize) -> Frame {
+        let data = input
+            .data
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let noise = ((i * 7919 + frame * 104_729) % 41) as i32 - 20;
+                (i32::from(v) + noise).clamp(0, 255) as u8
+            })
+            .collect();
+        Frame::new(input.size, data)
+    }
+
+    fn mean_change(a: &Frame, b: &Frame) -> f64 {
+        a.data
+            .iter()
+            .zip(&b.data)
+            .map(|(&x, &y)| f64::from(x.abs_diff(y)))
+            .sum::<f64>()
+            / a.data.len() as f64
+    }
+
+    fn settings() -> TemporalSettings {
+        TemporalSettings::new(0.5).unwrap()
+    }
+
+    /// Pushes frames `frames` of a scene panning one pixel per frame, restarting at `restarts`.
+    fn filtered(frames: std::ops::Range<usize>, restarts: &[usize]) -> Vec<Frame> {
+        let mut filter = TemporalFilter::new(settings()).unwrap();
+        frames
+            .map(|t| {
+                let input = textured(SIZE, t as f32);
+                let stylized = shimmering(&input, t);
+                filter.push(input, stylized, restarts.contains(&t)).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_chunk_restarted_from_its_warmup_matches_whatever_came_before() {
+        let chunk_start = 10;
+        let warmup_start = chunk_start - settings().warmup_frames();
+        let whole = filtered(0..16, &[0, chunk_start]);
+        let from_warmup = filtered(warmup_start..16, &[warmup_start, chunk_start]);
+        assert_eq!(
+            whole[chunk_start..],
+            from_warmup[chunk_start - warmup_start..]
+        );
+        let unbroken = filtered(0..16, &[0]);
+        assert_ne!(
+            whole[chunk_start], unbroken[chunk_start],
+            "the restart must change something for this test to mean anything"
+        );
+    }
+
+    #[test]
+    fn the_shimmer_of_a_steady_scene_is_damped() {
+        let mut filter = TemporalFilter::new(settings()).unwrap();
+        let input = textured(SIZE, 0.0);
+        let stylized: Vec<Frame> = (0..8).map(|t| shimmering(&input, t)).collect();
+        let outputs: Vec<Frame> = stylized
+            .iter()
+            .map(|s| filter.push(input.clone(), s.clone(), false).unwrap())
+            .collect();
+        let raw_change = mean_change(&stylized[6], &stylized[7]);
+        let filtered_change = mean_change(&outputs[6], &outputs[7]);
+        assert!(
+            filtered_change < 0.6 * raw_change,
+            "{filtered_change} against {raw_change}"
+        );
+    }
+
+    #[test]
+    fn a_scene_cut_keeps_the_network_frame() {
+        let mut filter = TemporalFilter::new(settings()).unwrap();
+        let first = textured(SIZE, 0.0);
+        filter
+            .push(first.clone(), shimmering(&first, 0), false)
+            .unwrap();
+        let other_scene = Frame::new(SIZE, first.data.iter().map(|&v| 255 - v / 2).collect());
+        let stylized = shimmering(&other_scene, 1);
+        let output = filter.push(other_scene, stylized.clone(), false).unwrap();
+        assert_eq!(output, stylized);
+    }
+}

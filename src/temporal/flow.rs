@@ -4,7 +4,7 @@
 //! measure compares, so both must be what others can reproduce.
 
 use super::TemporalError;
-use crate::frame::{Frame, FrameSize};
+use crate::frame::FrameSize;
 
 /// For every pixel of the first frame, how far it moved (in pixels, x then y) to reach the
 /// second frame.
@@ -15,24 +15,25 @@ pub struct Flow {
     pub vectors: Vec<[f32; 2]>,
 }
 
-/// Luma (BT.601, rounded) of an RGB8 frame: what the flow is computed on.
-fn luma(frame: &Frame) -> Vec<u8> {
-    frame
-        .data
-        .chunks_exact(3)
-        .map(|p| {
-            ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2]) + 128) >> 8) as u8
-        })
-        .collect()
-}
-
 #[cfg(feature = "temporal")]
 mod opencv_dis {
-    use super::{luma, Flow, TemporalError};
+    use super::{Flow, TemporalError};
     use crate::frame::Frame;
     use opencv::core::{Mat, Ptr, Vec2f};
     use opencv::prelude::*;
     use opencv::video::{DISOpticalFlow, DISOpticalFlow_PRESET_MEDIUM};
+
+    /// Luma (BT.601, rounded) of an RGB8 frame: what the flow is computed on.
+    fn luma(frame: &Frame) -> Vec<u8> {
+        frame
+            .data
+            .chunks_exact(3)
+            .map(|p| {
+                ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2]) + 128) >> 8)
+                    as u8
+            })
+            .collect()
+    }
 
     fn failed(error: opencv::Error) -> TemporalError {
         TemporalError::OpenCv(error.to_string())
@@ -85,42 +86,34 @@ pub use opencv_dis::{method, FlowEstimator};
 
 /// Without OpenCV there is no flow: asking for it says how to get it.
 #[cfg(not(feature = "temporal"))]
-pub struct FlowEstimator;
+mod without_opencv {
+    use super::{Flow, TemporalError};
+    use crate::frame::Frame;
 
-#[cfg(not(feature = "temporal"))]
-impl FlowEstimator {
-    pub fn new() -> Result<FlowEstimator, TemporalError> {
-        Err(TemporalError::NotBuilt)
+    pub struct FlowEstimator;
+
+    impl FlowEstimator {
+        pub fn new() -> Result<FlowEstimator, TemporalError> {
+            Err(TemporalError::NotBuilt)
+        }
+
+        pub fn flow(&mut self, _from: &Frame, _to: &Frame) -> Result<Flow, TemporalError> {
+            Err(TemporalError::NotBuilt)
+        }
     }
 
-    pub fn flow(&mut self, _from: &Frame, _to: &Frame) -> Result<Flow, TemporalError> {
-        Err(TemporalError::NotBuilt)
+    pub fn method() -> String {
+        "none (built without the `temporal` feature)".into()
     }
 }
 
 #[cfg(not(feature = "temporal"))]
-pub fn method() -> String {
-    "none (built without the `temporal` feature)".into()
-}
+pub use without_opencv::{method, FlowEstimator};
 
 #[cfg(all(test, feature = "temporal"))]
 mod tests {
     use super::*;
-
-    /// A smooth textured frame, shifted right by `shift` pixels.
-    fn pattern(size: FrameSize, shift: f32) -> Frame {
-        let mut data = Vec::with_capacity(size.rgb_bytes());
-        for y in 0..size.height {
-            for x in 0..size.width {
-                let (u, v) = (x as f32 - shift, y as f32);
-                let value = 128.0
-                    + 60.0 * (u * 0.21).sin() * (v * 0.17).cos()
-                    + 40.0 * ((u + v) * 0.07).sin();
-                data.extend([value as u8; 3]);
-            }
-        }
-        Frame::new(size, data)
-    }
+    use crate::temporal::textured;
 
     #[test]
     fn dis_finds_a_translation() {
@@ -130,7 +123,7 @@ mod tests {
         };
         let flow = FlowEstimator::new()
             .unwrap()
-            .flow(&pattern(size, 0.0), &pattern(size, 3.0))
+            .flow(&textured(size, 0.0), &textured(size, 3.0))
             .unwrap();
         assert_eq!(flow.vectors.len(), size.width * size.height);
         let inner: Vec<[f32; 2]> = (20..100)

@@ -72,6 +72,22 @@ impl TemporalSettings {
     }
 }
 
+/// A smooth textured grey frame (something optical flow can follow), its content shifted right
+/// by `shift` pixels.
+#[cfg(test)]
+pub(crate) fn textured(size: crate::frame::FrameSize, shift: f32) -> crate::frame::Frame {
+    let mut data = Vec::with_capacity(size.rgb_bytes());
+    for y in 0..size.height {
+        for x in 0..size.width {
+            let (u, v) = (x as f32 - shift, y as f32);
+            let value =
+                128.0 + 60.0 * (u * 0.21).sin() * (v * 0.17).cos() + 40.0 * ((u + v) * 0.07).sin();
+            data.extend([value as u8; 3]);
+        }
+    }
+    crate::frame::Frame::new(size, data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
