@@ -74,7 +74,7 @@ impl TemporalSettings {
 
 /// A smooth textured grey frame (something optical flow can follow), its content shifted right
 /// by `shift` pixels.
-#[cfg(test)]
+#[cfg(all(test, feature = "temporal"))]
 pub(crate) fn textured(size: crate::frame::FrameSize, shift: f32) -> crate::frame::Frame {
     let mut data = Vec::with_capacity(size.rgb_bytes());
     for y in 0..size.height {
