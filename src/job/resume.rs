@@ -1,9 +1,9 @@
 //! Resuming after a failure. With `--work-dir`, every finished chunk stays in the work directory
 //! (each appears only complete, by rename), beside a manifest saying which job it belongs to:
 //! the input, the style, the frame size, the frame count, the chunking, the output settings, the
-//! deinterlacing, the temporal filter and the stylemill version. A rerun of the same command computes only the chunks
-//! that are missing; a work directory holding another job's chunks is refused (or cleared with
-//! `--restart`).
+//! deinterlacing, the temporal filter and the stylemill version. A rerun of the same command
+//! computes only the chunks that are missing; a work directory holding another job's chunks is
+//! refused (or cleared with `--restart`).
 
 use super::plan::Plan;
 use super::JobError;
