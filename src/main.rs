@@ -434,22 +434,31 @@ fn flicker(args: FlickerArgs) -> ExitCode {
             }
             Ok(report)
         });
-    match measured {
-        Ok(report) => {
-            println!(
-                "warping error {:.6} over {} frames at {} ({})",
-                report.warping_error, report.frames, report.size, report.flow
-            );
-            for (frame, error) in (1..).zip(&report.per_frame) {
-                match error {
-                    Some(error) => println!("frame {frame}: {error:.6}"),
-                    None => println!("frame {frame}: no pixel visible in both frames"),
-                }
-            }
-            ExitCode::SUCCESS
-        }
+    match measured.map(|report| print_flicker(&report)) {
+        // A reader that stops early (`| head`) has what it wanted.
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Ok(Err(error)) => fail(&error),
         Err(error) => fail(&error),
     }
+}
+
+/// The mean, then one line per frame.
+fn print_flicker(report: &stylemill::temporal::flicker::FlickerReport) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "warping error {:.6} over {} frames at {} ({})",
+        report.warping_error, report.frames, report.size, report.flow
+    )?;
+    for (frame, error) in (1..).zip(&report.per_frame) {
+        match error {
+            Some(error) => writeln!(out, "frame {frame}: {error:.6}")?,
+            None => writeln!(out, "frame {frame}: no pixel visible in both frames")?,
+        }
+    }
+    out.flush()
 }
 
 fn doctor() -> ExitCode {

@@ -179,3 +179,28 @@ fn bad_temporal_settings_and_flicker_inputs_are_clear_errors() {
         "needs at least 2",
     );
 }
+
+#[test]
+fn flicker_read_by_a_reader_that_stops_early_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    let sample = media("rabbit320_h264_aac.mp4");
+    ffmpeg(&[
+        "-i",
+        sample.to_str().unwrap(),
+        "-frames:v",
+        "6",
+        clip.to_str().unwrap(),
+    ]);
+    let mut child = std::process::Command::new(bin())
+        .args(["flicker".as_ref(), clip.as_os_str(), clip.as_os_str()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
