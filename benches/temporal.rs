@@ -10,8 +10,9 @@
 //! two rounds in which the two runs alternate: a shared machine only ever slows a run down).
 //! Compare the ratios, not the seconds.
 //!
-//! It also times the filter alone (two flows, warps and the blend) per 1920x1080 frame, the
-//! cost `--temporal` adds to each frame whatever the engine.
+//! On the sample it also compares other strengths (warping error and SSIM only), and it times
+//! the filter alone (two flows, warps and the blend) per 1920x1080 frame, the cost `--temporal`
+//! adds to each frame whatever the engine.
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ use stylemill::temporal::DEFAULT_STRENGTH;
 const STYLE: &str = "mosaic";
 const FRAMES: usize = 120;
 const ROUNDS: usize = 2;
+/// Strengths compared on the sample besides the default.
+const SWEEP: [f32; 4] = [0.3, 0.4, 0.6, 0.7];
 /// The frames of the sample shown in the strip.
 const STRIP: std::ops::Range<usize> = 60..64;
 
@@ -241,6 +244,37 @@ fn write_plot(per_frame: &FlickerReport, temporal: &FlickerReport, title: &str, 
     std::fs::write(path, svg).expect("plot written");
 }
 
+/// What other strengths give on `clip`: the warping error's reduction and the SSIM against
+/// the per-frame output, for choosing `--temporal-strength`.
+fn strength_sweep(
+    clip: &Clip,
+    dir: &Path,
+    per_frame_video: &Path,
+    per_frame: &FlickerReport,
+) -> Vec<Value> {
+    SWEEP
+        .iter()
+        .map(|&strength| {
+            let video = dir.join(format!("strength-{strength}.mp4"));
+            let text = strength.to_string();
+            stylize(clip, &video, &["--temporal", "--temporal-strength", &text]);
+            let measured = measure(&clip.path, &video).expect("flicker");
+            let similarity = ssim(&video, per_frame_video);
+            let reduction = 1.0 - measured.warping_error / per_frame.warping_error;
+            println!(
+                "  strength {strength}: warping error {:.0}% lower, SSIM {similarity:.3}",
+                100.0 * reduction
+            );
+            json!({
+                "strength": strength,
+                "warping_error": measured.warping_error,
+                "warping_error_reduction": reduction,
+                "ssim_against_per_frame": similarity,
+            })
+        })
+        .collect()
+}
+
 /// Median seconds the temporal filter takes per 1920x1080 frame of the flower clip, upscaled.
 fn filter_seconds_at_1080p() -> f64 {
     let clip = root().join("tests/fixtures/media/flower_960x540_h264_noaudio.mp4");
@@ -272,6 +306,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let results = root().join("benches/results");
     let mut rows = Vec::new();
+    let mut strengths = Vec::new();
     for (index, clip) in clips(dir.path()).iter().enumerate() {
         let per_frame_video = dir.path().join(format!("{index}-per-frame.mp4"));
         let temporal_video = dir.path().join(format!("{index}-temporal.mp4"));
@@ -310,6 +345,7 @@ fn main() {
         );
         rows.push(row);
         if index == 0 {
+            strengths = strength_sweep(clip, dir.path(), &per_frame_video, &per_frame);
             write_strip(
                 &[
                     frames_of(&clip.path, STRIP),
@@ -341,6 +377,7 @@ fn main() {
         "ssim": "ffmpeg ssim filter, all planes, temporal output against per-frame output",
         "machine": "this project's 2-core machine; both runs of a clip back to back",
         "clips": rows,
+        "strengths_on_the_sample": strengths,
     });
     let path = results.join("temporal.json");
     std::fs::write(
