@@ -10,6 +10,7 @@ use super::motion::Motion;
 use super::TemporalError;
 use crate::frame::{Frame, FrameSize};
 use crate::media::decode::Decoder;
+use crate::media::picture::DeinterlaceChoice;
 use crate::media::probe::probe;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -48,9 +49,12 @@ pub fn warping_error(motion: &Motion, previous: &Frame, current: &Frame) -> Opti
 }
 
 /// Measures `styled` against the `input` it was made from (decoded at the stylized video's
-/// size). The stylized video may be shorter (a run with `--limit`), not longer.
+/// size, deinterlaced as `run` does by default). The stylized video may be shorter (a run with
+/// `--limit`), not longer.
 pub fn measure(input: &Path, styled: &Path) -> Result<FlickerReport, TemporalError> {
-    let input_info = probe(input, &input.display().to_string())?;
+    let mut input_info = probe(input, &input.display().to_string())?;
+    // The flow follows the frames as `run` stylized them: interlaced ones deinterlaced.
+    input_info.picture.deinterlace(DeinterlaceChoice::Auto);
     let styled_info = probe(styled, &styled.display().to_string())?;
     let frames = styled_info.frames;
     if frames > input_info.frames {
