@@ -130,7 +130,22 @@ fn temporal_output_is_the_same_under_any_ranks_and_schedule() {
     assert_mpirun_writes(2, &dynamic, &output, &reference);
 }
 
-fn fails_with(args: &[&str], expected: &str) {
+/// The first `frames` frames of the sample, as `name` in `dir`.
+fn first_frames(dir: &Path, name: &str, frames: usize) -> PathBuf {
+    let clip = dir.join(name);
+    let sample = media("rabbit320_h264_aac.mp4");
+    let count = frames.to_string();
+    ffmpeg(&[
+        "-i",
+        sample.to_str().unwrap(),
+        "-frames:v",
+        &count,
+        clip.to_str().unwrap(),
+    ]);
+    clip
+}
+
+fn fails_with<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], expected: &str) {
     let (ok, _, stderr) = stylemill(args);
     assert!(!ok, "{args:?} succeeded");
     assert!(stderr.contains(expected), "{args:?}: {stderr}");
@@ -147,21 +162,12 @@ fn bad_temporal_settings_and_flicker_inputs_are_clear_errors() {
         "mosaic",
         &["--temporal", "--temporal-strength", "1.5"],
     );
-    let run: Vec<&str> = run.iter().map(String::as_str).collect();
     fails_with(&run, "--temporal-strength 1.5 is outside 0 to 1");
     let no_flag = run_args(&input, &output, "mosaic", &["--temporal-strength", "0.3"]);
-    let no_flag: Vec<&str> = no_flag.iter().map(String::as_str).collect();
     fails_with(&no_flag, "--temporal");
     assert!(!output.exists());
 
-    let short = dir.path().join("short.mp4");
-    ffmpeg(&[
-        "-i",
-        input.to_str().unwrap(),
-        "-frames:v",
-        "10",
-        short.to_str().unwrap(),
-    ]);
+    let short = first_frames(dir.path(), "short.mp4", 10);
     let (short, input) = (short.to_str().unwrap(), input.to_str().unwrap());
     fails_with(
         &["flicker", short, input],
@@ -172,8 +178,7 @@ fn bad_temporal_settings_and_flicker_inputs_are_clear_errors() {
         &["flicker", input, missing.to_str().unwrap()],
         "missing.mp4",
     );
-    let one = dir.path().join("one.mp4");
-    ffmpeg(&["-i", input, "-frames:v", "1", one.to_str().unwrap()]);
+    let one = first_frames(dir.path(), "one.mp4", 1);
     fails_with(
         &["flicker", input, one.to_str().unwrap()],
         "needs at least 2",
@@ -183,15 +188,7 @@ fn bad_temporal_settings_and_flicker_inputs_are_clear_errors() {
 #[test]
 fn flicker_read_by_a_reader_that_stops_early_ends_quietly() {
     let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("clip.mp4");
-    let sample = media("rabbit320_h264_aac.mp4");
-    ffmpeg(&[
-        "-i",
-        sample.to_str().unwrap(),
-        "-frames:v",
-        "6",
-        clip.to_str().unwrap(),
-    ]);
+    let clip = first_frames(dir.path(), "clip.mp4", 6);
     let mut child = std::process::Command::new(bin())
         .args(["flicker".as_ref(), clip.as_os_str(), clip.as_os_str()])
         .stdout(std::process::Stdio::piped())

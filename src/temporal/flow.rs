@@ -56,43 +56,48 @@ mod opencv_dis {
             Ok(FlowEstimator { dis })
         }
 
-        /// The flow from `from` to `to` (frames of one size).
-        pub fn flow(&mut self, from: &Frame, to: &Frame) -> Result<Flow, TemporalError> {
-            assert_eq!(from.size, to.size, "flow between frames of one size");
-            let (rows, cols) = (from.size.height as i32, from.size.width as i32);
-            let full = Size::new(cols, rows);
-            let shrink = from.size.width.div_ceil(FLOW_WIDTH);
+        /// The flows between `earlier` and `later` (frames of one size), forward (earlier to
+        /// later) and backward; each frame's luma is prepared once for both.
+        pub fn both_ways(
+            &mut self,
+            earlier: &Frame,
+            later: &Frame,
+        ) -> Result<(Flow, Flow), TemporalError> {
+            assert_eq!(earlier.size, later.size, "flow between frames of one size");
+            let size = earlier.size;
+            let full = Size::new(size.width as i32, size.height as i32);
+            let shrink = size.width.div_ceil(FLOW_WIDTH);
             let working = Size::new(
-                (from.size.width / shrink) as i32,
-                (from.size.height / shrink).max(1) as i32,
+                (size.width / shrink) as i32,
+                (size.height / shrink).max(1) as i32,
             );
             let prepared = |frame: &Frame| -> Result<Mat, TemporalError> {
                 let luma = luma(frame);
-                let mat = Mat::new_rows_cols_with_data(rows, cols, &luma).map_err(failed)?;
+                let mat =
+                    Mat::new_rows_cols_with_data(full.height, full.width, &luma).map_err(failed)?;
                 let mut shrunk = Mat::default();
                 resize(&mat, &mut shrunk, working, 0.0, 0.0, INTER_AREA).map_err(failed)?;
                 Ok(shrunk)
             };
-            let mut flow = Mat::default();
-            self.dis
-                .calc(&prepared(from)?, &prepared(to)?, &mut flow)
-                .map_err(failed)?;
-            let mut full_flow = Mat::default();
-            resize(&flow, &mut full_flow, full, 0.0, 0.0, INTER_LINEAR).map_err(failed)?;
-            let (scale_x, scale_y) = (
-                full.width as f32 / working.width as f32,
-                full.height as f32 / working.height as f32,
-            );
-            let vectors = full_flow
-                .data_typed::<Vec2f>()
-                .map_err(failed)?
-                .iter()
-                .map(|v| [v[0] * scale_x, v[1] * scale_y])
-                .collect();
-            Ok(Flow {
-                size: from.size,
-                vectors,
-            })
+            let (earlier, later) = (prepared(earlier)?, prepared(later)?);
+            let mut flow = |from: &Mat, to: &Mat| -> Result<Flow, TemporalError> {
+                let mut flow = Mat::default();
+                self.dis.calc(from, to, &mut flow).map_err(failed)?;
+                let mut full_flow = Mat::default();
+                resize(&flow, &mut full_flow, full, 0.0, 0.0, INTER_LINEAR).map_err(failed)?;
+                let (scale_x, scale_y) = (
+                    full.width as f32 / working.width as f32,
+                    full.height as f32 / working.height as f32,
+                );
+                let vectors = full_flow
+                    .data_typed::<Vec2f>()
+                    .map_err(failed)?
+                    .iter()
+                    .map(|v| [v[0] * scale_x, v[1] * scale_y])
+                    .collect();
+                Ok(Flow { size, vectors })
+            };
+            Ok((flow(&earlier, &later)?, flow(&later, &earlier)?))
         }
     }
 
@@ -121,7 +126,11 @@ mod without_opencv {
             Err(TemporalError::NotBuilt)
         }
 
-        pub fn flow(&mut self, _from: &Frame, _to: &Frame) -> Result<Flow, TemporalError> {
+        pub fn both_ways(
+            &mut self,
+            _earlier: &Frame,
+            _later: &Frame,
+        ) -> Result<(Flow, Flow), TemporalError> {
             Err(TemporalError::NotBuilt)
         }
     }
@@ -144,8 +153,8 @@ mod tests {
         let mut flows = FlowEstimator::new().unwrap();
         for (width, height) in [(160, 120), (2 * FLOW_WIDTH + 40, 120)] {
             let size = FrameSize { width, height };
-            let flow = flows
-                .flow(&textured(size, 0.0), &textured(size, 3.0))
+            let (flow, _) = flows
+                .both_ways(&textured(size, 0.0), &textured(size, 3.0))
                 .unwrap();
             assert_eq!(flow.vectors.len(), width * height);
             let inner: Vec<[f32; 2]> = (20..height - 20)

@@ -56,8 +56,7 @@ impl Motion {
         previous: &Frame,
         current: &Frame,
     ) -> Result<Motion, TemporalError> {
-        let backward = flows.flow(current, previous)?;
-        let forward = flows.flow(previous, current)?;
+        let (forward, backward) = flows.both_ways(previous, current)?;
         Ok(Motion::from_flows(&backward, &forward))
     }
 
