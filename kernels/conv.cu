@@ -100,6 +100,11 @@ __device__ __forceinline__ void conv_gemm_f32(
 // (common.cuh's mma_m16n8k16_bf16; sm_80 and later; no CUDA headers needed at run time).
 // 128 threads = 4 warps in a 2x2 grid; each warp owns 32 x (TILE_N / 2) outputs as
 // 2 x (TILE_N / 16) MMA tiles of 16x8.
+// Needs ci % TC_K == 0 and co % 4 == 0 (the engine sends other layers to the fp32 GEMM): then
+// a k-tile is TC_K consecutive channels of one kernel tap, so the tap, its reflected input
+// pixels and the bounds are worked out once per tile and row, not per element, and every load
+// is 16 bytes. The next tile's loads are issued before this tile's MMAs (held in registers),
+// so their latency hides behind the tensor cores' work.
 #define TC_K 32
 #define TC_PAD 8
 
@@ -107,6 +112,11 @@ __device__ __forceinline__ unsigned short to_bf16(float f) {
     unsigned int u = __float_as_uint(f);
     u += 0x7fffu + ((u >> 16) & 1u);
     return (unsigned short)(u >> 16);
+}
+
+// Two floats as BF16 in one 32-bit word, the first in the low half (the fragments' order).
+__device__ __forceinline__ unsigned int bf16_pair(float low, float high) {
+    return (unsigned int)to_bf16(low) | ((unsigned int)to_bf16(high) << 16);
 }
 
 __device__ __forceinline__ unsigned int pair(const unsigned short* p) {
@@ -120,6 +130,9 @@ __device__ __forceinline__ void conv_gemm_bf16_tc(
     int batch, int in_h, int in_w, int ci, int out_h, int out_w, int co,
     int k, int stride, int pad, int upsample) {
     constexpr int WARP_N = TILE_N / 2, MMA_N = WARP_N / 8;
+    // A (64 pixels x TC_K channels) is loaded as 4 rows x 4 channels per thread; B (TC_K x
+    // TILE_N weights) as B_UNITS units of two k-rows x 4 columns per thread.
+    constexpr int A_ROWS = 4, B_UNITS = TILE_N / 32, N_QUADS = TILE_N / 4;
     // A as [m][k] and B transposed as [n][k], so both fragments read k-pairs as one 32-bit word.
     __shared__ __align__(16) unsigned short a_tile[TILE_M][TC_K + TC_PAD];
     __shared__ __align__(16) unsigned short b_tile[TILE_N][TC_K + TC_PAD];
@@ -133,34 +146,75 @@ __device__ __forceinline__ void conv_gemm_bf16_tc(
     const int group = lane / 4, in_group = lane % 4;
     float acc[2][MMA_N][4] = {};
 
-    const int a_col = tid % TC_K;
-    const int a_row = tid / TC_K;
-    for (int k0 = 0; k0 < reduction; k0 += TC_K) {
-        const int kk = k0 + a_col;
-        const bool k_ok = kk < reduction;
-        const int c = kk % ci, tap = kk / ci;
-        const int kx = tap % k, ky = tap / k;
+    // This thread's A rows a_row + 16 * i, channels 4 * a_quad .. + 3 of each tile.
+    const int a_quad = tid % 8, a_row = tid / 8;
+    int row_b[A_ROWS], row_y[A_ROWS], row_x[A_ROWS];
+    bool row_ok[A_ROWS];
 #pragma unroll
-        for (int i = 0; i < TILE_M / 4; ++i) {
-            const int row = a_row + 4 * i;
-            const int m = m0 + row;
-            float v = 0.f;
-            if (k_ok && m < pixels) {
-                const int b = m / (out_h * out_w), r = m % (out_h * out_w);
-                v = input[conv_input_offset(b, r / out_w, r % out_w, ky, kx, c,
-                                            in_h, in_w, ci, stride, pad, upsample)];
-            }
-            a_tile[row][a_col] = to_bf16(v);
+    for (int i = 0; i < A_ROWS; ++i) {
+        const int m = m0 + a_row + 16 * i;
+        row_ok[i] = m < pixels;
+        const int mm = row_ok[i] ? m : 0;
+        row_b[i] = mm / (out_h * out_w);
+        const int r = mm % (out_h * out_w);
+        row_y[i] = r / out_w;
+        row_x[i] = r % out_w;
+    }
+    // This thread's B units: k-rows 2 * b_pair, + 1 at columns 4 * b_quad .. + 3. Consecutive
+    // lanes take consecutive k-pairs, so the transposed stores below hit distinct banks.
+    int b_pair[B_UNITS], b_quad[B_UNITS];
+#pragma unroll
+    for (int u = 0; u < B_UNITS; ++u) {
+        const int unit = tid + 128 * u;
+        b_pair[u] = unit % (TC_K / 2);
+        b_quad[u] = unit / (TC_K / 2);
+    }
+
+    float4 a_next[A_ROWS], b_next[B_UNITS][2];
+    const float4 zero = {0.f, 0.f, 0.f, 0.f};
+    const auto load_tile = [&](int k0) {
+        const int tap = k0 / ci, c = k0 - tap * ci + 4 * a_quad;
+        const int ky = tap / k, kx = tap - ky * k;
+#pragma unroll
+        for (int i = 0; i < A_ROWS; ++i) {
+            a_next[i] = row_ok[i]
+                ? *reinterpret_cast<const float4*>(
+                      &input[conv_input_offset(row_b[i], row_y[i], row_x[i], ky, kx, c, in_h,
+                                               in_w, ci, stride, pad, upsample)])
+                : zero;
         }
 #pragma unroll
-        for (int i = 0; i < (TC_K * TILE_N) / 128; ++i) {
-            const int idx = tid + 128 * i;
-            const int kr = idx / TILE_N, n = idx % TILE_N;
-            const int gk = k0 + kr, gn = n0 + n;
-            const float v = (gk < reduction && gn < co) ? weights[(size_t)gk * co + gn] : 0.f;
-            b_tile[n][kr] = to_bf16(v);
+        for (int u = 0; u < B_UNITS; ++u) {
+            const int n = n0 + 4 * b_quad[u];
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const size_t kr = (size_t)(k0 + 2 * b_pair[u] + r);
+                b_next[u][r] = n < co ? *reinterpret_cast<const float4*>(&weights[kr * co + n])
+                                      : zero;
+            }
+        }
+    };
+
+    load_tile(0);
+    for (int k0 = 0; k0 < reduction; k0 += TC_K) {
+#pragma unroll
+        for (int i = 0; i < A_ROWS; ++i) {
+            const float4 v = a_next[i];
+            unsigned int* to = reinterpret_cast<unsigned int*>(&a_tile[a_row + 16 * i][4 * a_quad]);
+            to[0] = bf16_pair(v.x, v.y);
+            to[1] = bf16_pair(v.z, v.w);
+        }
+#pragma unroll
+        for (int u = 0; u < B_UNITS; ++u) {
+            const float4 low = b_next[u][0], high = b_next[u][1];
+            const int n = 4 * b_quad[u], kk = 2 * b_pair[u];
+            *reinterpret_cast<unsigned int*>(&b_tile[n][kk]) = bf16_pair(low.x, high.x);
+            *reinterpret_cast<unsigned int*>(&b_tile[n + 1][kk]) = bf16_pair(low.y, high.y);
+            *reinterpret_cast<unsigned int*>(&b_tile[n + 2][kk]) = bf16_pair(low.z, high.z);
+            *reinterpret_cast<unsigned int*>(&b_tile[n + 3][kk]) = bf16_pair(low.w, high.w);
         }
         __syncthreads();
+        if (k0 + TC_K < reduction) load_tile(k0 + TC_K);
 #pragma unroll
         for (int t = 0; t < TC_K; t += 16) {
             unsigned int a[2][4], b[MMA_N][2];

@@ -31,6 +31,11 @@ struct dim3 {
     unsigned int x = 1, y = 1, z = 1;
 };
 
+// CUDA's built-in 16-byte vector, as the kernels' vector loads use it.
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+
 // The running fiber's: set when a thread starts and restored at every switch.
 inline dim3 threadIdx;
 inline dim3 blockIdx;

@@ -49,20 +49,36 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS) norm_partial_sums(
     }
 }
 
-// One thread per (image, channel): sums the segments in order and turns mean and variance into
-// scale = gamma / sqrt(var + eps) and shift = beta - mean * scale.
-extern "C" __global__ void norm_finalize(
+// A group of FINALIZE_LANES threads per (image, channel), NORM_THREADS / FINALIZE_LANES groups
+// per block: lane l sums segments l, l + FINALIZE_LANES, ... in order, then the group's first
+// lane sums the lanes in order (a fixed order, so the bytes do not depend on scheduling), and
+// turns mean and variance into scale = gamma / sqrt(var + eps) and shift = beta - mean * scale.
+// One thread per pair summing a thousand segments alone took longer than the sums themselves.
+#define FINALIZE_LANES 32
+
+extern "C" __global__ void __launch_bounds__(NORM_THREADS) norm_finalize(
     const double* __restrict__ partial, const float* __restrict__ gamma,
     const float* __restrict__ beta, float* __restrict__ scale_shift,
     int batch, int segments, int hw, int c) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= batch * c) return;
-    const int b = i / c, ch = i % c;
+    __shared__ double sums[NORM_THREADS];
+    __shared__ double squares[NORM_THREADS];
+    const int lane = threadIdx.x % FINALIZE_LANES, slot = threadIdx.x - lane;
+    const int i = blockIdx.x * (NORM_THREADS / FINALIZE_LANES) + threadIdx.x / FINALIZE_LANES;
+    const bool ok = i < batch * c;
+    const int b = ok ? i / c : 0, ch = ok ? i % c : 0;
     double s = 0.0, q = 0.0;
-    for (int seg = 0; seg < segments; ++seg) {
+    for (int seg = lane; ok && seg < segments; seg += FINALIZE_LANES) {
         const double* p = partial + ((size_t)b * segments + seg) * 2 * c;
         s += p[ch];
         q += p[c + ch];
+    }
+    sums[threadIdx.x] = s;
+    squares[threadIdx.x] = q;
+    __syncthreads();
+    if (!ok || lane != 0) return;
+    for (int l = 1; l < FINALIZE_LANES; ++l) {
+        s += sums[slot + l];
+        q += squares[slot + l];
     }
     const double mean = s / hw;
     const double variance = fmax(q / hw - mean * mean, 0.0);

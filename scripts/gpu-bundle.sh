@@ -101,12 +101,14 @@ for plugin in "$stage"/mpi/lib/openmpi3/*.so "$stage"/mpi/lib/pmix/*.so; do
 done
 
 # Every library the executables and plugins link, as this machine resolves them, plus glibc's
-# libraries that the GPU machine's driver and NVRTC link (they load into the same process).
+# and the C++ runtime's libraries that the GPU machine's driver and NVRTC link (they load into
+# the same process, and the GPU machine's own libstdc++ may need a newer glibc than the bundle's:
+# NVRTC's builtins library links libstdc++).
 {
     for file in "$stage"/elf/* "$stage"/mpi/lib/*/*.so; do
         ldd "$file" | awk '/=> \// { print $3 }'
     done
-    for library in libc.so.6 libm.so.6 libdl.so.2 libpthread.so.0 librt.so.1 libresolv.so.2; do
+    for library in libc.so.6 libm.so.6 libdl.so.2 libpthread.so.0 librt.so.1 libresolv.so.2 libstdc++.so.6 libgcc_s.so.1; do
         echo "$multiarch/$library"
     done
 } | sort -u | while read -r library; do
@@ -115,8 +117,13 @@ done
 cp -L "$multiarch/ld-linux-x86-64.so.2" "$stage/lib/ld-linux-x86-64.so.2"
 
 # Each executable runs through the bundle's loader, with OpenMPI and PMIx relocated into it.
+# mpirun called by its absolute path would act as if given --prefix and put the bundle's lib/ on
+# its processes' LD_LIBRARY_PATH, where the GPU machine's own programs (/bin/sh, running each
+# rank's wrapper) would load the bundle's older glibc and fail: --noprefix keeps it off.
 for program in "$stage"/elf/*; do
     name=$(basename "$program")
+    options=""
+    [ "$name" = mpirun ] && options="--noprefix "
     cat >"$stage/bin/$name" <<SCRIPT
 #!/bin/sh
 # The bundle's $name, through the bundle's own dynamic loader and libraries.
@@ -129,7 +136,7 @@ export PMIX_MCA_mca_base_component_path="\$bundle/mpi/lib/pmix"
 # One node, started by mpirun itself: no ssh or rsh agent is needed (or present).
 export OMPI_MCA_plm=isolated
 # The GPU machine's own library path comes after the bundle's, for its driver (libcuda.so.1).
-exec "\$bundle/lib/ld-linux-x86-64.so.2" --library-path "\$bundle/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" --argv0 "\$0" "\$bundle/elf/$name" "\$@"
+exec "\$bundle/lib/ld-linux-x86-64.so.2" --library-path "\$bundle/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" --argv0 "\$0" "\$bundle/elf/$name" $options"\$@"
 SCRIPT
     chmod +x "$stage/bin/$name"
 done

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # On the GPU machine (NVIDIA driver, CUDA 13 toolkit, Python with PyTorch; no Rust, MPI or
 # ffmpeg), in the project tree with target/gpu-bundle.tar.xz carried along (made here by
-# scripts/gpu-bundle.sh), in one command of at most 9 minutes:
+# scripts/gpu-bundle.sh), in one command (each step has its own time limit; at most 12 minutes in all):
 # 1. every GPU test (tests/cuda.rs: each kernel against the CPU engine, the golden vectors in
 #    fp32 and fast mode, batches, a video with --device cuda under 1 and 2 ranks);
 # 2. the GPU benchmark against PyTorch on the same GPU (benches/gpu.rs: fp32 with TF32 off,
 #    PyTorch's default, half precision channels_last with cudnn.benchmark; 720x720 and
 #    1920x1080; batch 1 and 8) with the GPU time of each kernel from CUDA events;
-# 3. a 1080p video through `stylemill run --device cuda`, its frame rate and time split;
+# 3. a 1080p video through `stylemill run --device cuda`, its frame rate and time split, in
+#    both precisions on one rank and in fast mode on 4 ranks sharing the GPU;
+# 4. Nsight Compute's view of every kernel of one 1080p frame (ncu-*.csv), where ncu exists;
 # writing logs, JSON and summary.md into OUT_DIR/gpu-check (default: $OUT, else target).
 # Exits non-zero when a test fails or a step cannot run.
 #
@@ -60,6 +62,8 @@ done
 [ -n "$nvrtc_dir" ] || fail "NVRTC (libnvrtc.so.13 or .12) not found in the CUDA toolkit or PyTorch's packages"
 
 export STYLEMILL_NVRTC_DIR=$nvrtc_dir
+# NVRTC loads its builtins library by name at the first compile: the bundle's loader must find it.
+export LD_LIBRARY_PATH="$nvrtc_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 step "GPU tests"
 timeout 210 cuda-tests --ignored --test-threads=1 >"$results/tests.txt" 2>&1
@@ -83,7 +87,35 @@ for precision in fast fp32; do
     tail -n 2 "$results/run-$precision.txt"
     rm -f "$results/styled-$precision.mp4"
 done
-rm -f "$clip"
+# x264 encodes with a fixed 4 threads per rank (its output depends on its thread count), so one
+# rank is bound by its encoder: 4 ranks sharing the GPU encode 4 times as fast.
+timeout 60 mpirun --oversubscribe --bind-to none -np 4 env RUST_LOG=info stylemill run "$clip" \
+    -o "$results/styled-np4.mp4" --style mosaic --device cuda --precision fast --batch 8 \
+    --overwrite --report "$results/run-fast-np4.json" >"$results/run-fast-np4.txt" 2>&1 || end_to_end_status=1
+tail -n 1 "$results/run-fast-np4.txt"
+rm -f "$results/styled-np4.mp4" "$clip"
+
+# What bounds each kernel: Nsight Compute's speed-of-light, occupancy and warp-stall sections
+# for every kernel of one 1080p frame in each precision (clocks left as the GPU has them).
+# Informational: a machine without ncu, or a profile that fails, does not fail the check.
+step "Nsight Compute on one 1080p frame"
+ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -n 1)
+if [ -n "$ncu" ]; then
+    frame=$results/frame-1080p.mp4
+    ffmpeg -v error -y -nostdin -f lavfi -i testsrc2=size=1920x1080:rate=30 -t 0.1 -c:v libx264 -pix_fmt yuv420p "$frame"
+    for precision in fast fp32; do
+        timeout 90 "$ncu" --clock-control none --target-processes all -k 'regex:conv2d|norm_' \
+            --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+            --csv --page details --log-file "$results/ncu-$precision.csv" \
+            stylemill run "$frame" -o "$results/profiled.mp4" --style mosaic --device cuda \
+            --precision "$precision" --batch 1 --limit 1 --overwrite >"$results/ncu-$precision.txt" 2>&1 ||
+            echo "ncu ($precision) failed: see ncu-$precision.txt"
+        rm -f "$results/profiled.mp4"
+    done
+    rm -f "$frame"
+else
+    echo "no ncu here: no profile"
+fi
 
 step "summary"
 python3 - "$results" "$tests_status" "$bench_status" "$end_to_end_status" <<'PYTHON'
@@ -112,7 +144,7 @@ if gpu.exists():
                   "| kernel | launches per frame | ms per frame | share |", "|---|---|---|---|"]
         for row in sorted(table["kernels"], key=lambda r: -r["ms_per_frame"]):
             lines.append(f"| {row['kernel']} | {row['launches_per_frame']:.3g} | {row['ms_per_frame']:.3f} | {100 * row['share']:.1f}% |")
-for precision in ("fast", "fp32"):
+for precision in ("fast", "fp32", "fast-np4"):
     run = results / f"run-{precision}.txt"
     if run.exists():
         lines += ["", f"## 1080p video, {precision}", "", "```"] + run.read_text(errors="replace").splitlines()[-4:] + ["```"]

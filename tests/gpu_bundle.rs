@@ -200,6 +200,27 @@ fn the_bundles_cpu_path_runs_with_an_empty_environment() {
     assert!(run.status.success(), "{}", text(&run.stderr));
     assert!(std::fs::read(&single).unwrap() == std::fs::read(&shared).unwrap());
 
+    // Called by its absolute path, mpirun must not hand the bundle's libraries to the programs
+    // it starts: on a GPU machine with a newer glibc, its /bin/sh would load the bundle's libc
+    // and fail before a rank starts.
+    let environment = bare(bundle, "mpirun")
+        .args(["-np", "1", "/usr/bin/env"])
+        .output()
+        .unwrap();
+    assert!(
+        environment.status.success(),
+        "{}",
+        text(&environment.stderr)
+    );
+    let library_path = text(&environment.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("LD_LIBRARY_PATH=").map(str::to_string))
+        .unwrap_or_default();
+    assert!(
+        !library_path.contains(&bundle.display().to_string()),
+        "LD_LIBRARY_PATH={library_path}"
+    );
+
     let listed = bare(bundle, "cuda-tests")
         .args(["--ignored", "--list"])
         .output()

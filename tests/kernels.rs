@@ -131,8 +131,8 @@ fn a_gpu_newer_than_nvrtc_gets_ptx_for_the_newest_architecture_it_knows() {
 const BUDGETS: [(&str, f64, bool); 6] = [
     ("conv2d_f32", 2.3, false),
     ("conv2d_f32_n32", 3.4, false),
-    ("conv2d_bf16_tc", 130.0, false),
-    ("conv2d_bf16_tc_n32", 240.0, false),
+    ("conv2d_bf16_tc", 28.0, false),
+    ("conv2d_bf16_tc_n32", 46.0, false),
     ("conv2d_direct_to32", 1.5, true),
     ("conv2d_direct_to3", 2.1, true),
 ];

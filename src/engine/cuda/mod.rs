@@ -194,9 +194,12 @@ impl ConvKernel {
     ];
 
     /// The kernel for `conv`: a direct one where the layer is one of the image-facing shapes
-    /// they are written for (always fp32), else the GEMM in the precision asked for.
+    /// they are written for (always fp32), else the GEMM in the precision asked for, where the
+    /// tensor-core GEMM takes the layer (its k-tiles are 32 channels of one tap, and it loads
+    /// weights 4 output channels at a time).
     pub fn for_layer(conv: &Conv, tensor_cores: bool) -> ConvKernel {
         let direct = conv.kernel == 9 && conv.stride == 1 && !conv.upsample;
+        let tensor_cores = tensor_cores && conv.in_channels % 32 == 0 && conv.out_channels % 4 == 0;
         match (conv.in_channels, conv.out_channels) {
             (3, 32) if direct => ConvKernel::DirectTo32,
             (ci, 3) if direct && ci % 8 == 0 => ConvKernel::DirectTo3,
@@ -207,6 +210,13 @@ impl ConvKernel {
                 (false, false) => ConvKernel::Gemm,
             },
         }
+    }
+
+    fn uses_tensor_cores(self) -> bool {
+        matches!(
+            self,
+            ConvKernel::GemmTensorCores | ConvKernel::GemmTensorCoresN32
+        )
     }
 
     /// The output channels of a GEMM block (none for the direct kernels).
@@ -273,7 +283,7 @@ pub fn conv_launch(
                 conv.out_channels.div_ceil(tile) as u32,
                 1,
             ),
-            threads: if tensor_cores { 128 } else { 256 },
+            threads: if kernel.uses_tensor_cores() { 128 } else { 256 },
         },
         None => LaunchShape {
             grid: (
@@ -311,7 +321,15 @@ pub fn norm_launch(batch: usize, h: usize, w: usize, channels: usize) -> NormLau
             grid: (segments as u32, batch as u32, 1),
             threads: NORM_THREADS,
         },
-        finalize: LaunchShape::elementwise(batch * channels),
+        // Groups of 32 threads (FINALIZE_LANES of norm.cu) per (image, channel).
+        finalize: LaunchShape {
+            grid: (
+                (batch * channels).div_ceil(NORM_THREADS as usize / 32) as u32,
+                1,
+                1,
+            ),
+            threads: NORM_THREADS,
+        },
         apply: LaunchShape::elementwise(batch * h * w * channels),
     }
 }
