@@ -270,72 +270,96 @@ CONV_GEMM_ENTRY(conv2d_bf16_tc_n32, conv_gemm_bf16_tc, 128, 32)
 
 // Direct convolution for the image-facing layers (stride 1, no upsampling): the first, 3 -> 32
 // channels, and the last, 32 -> 3, both 9x9. As a GEMM their 3 channels fill 3 of a tile's 64
-// columns (or rows of the reduction); here each thread owns one output pixel and all CO of its
-// channels, a block 16x16 pixels of one image. Input channels go CHUNK at a time: the block
-// stages the reflected input window and that chunk's weights in shared memory, and every
-// thread reads the same weight at once (a broadcast). fp32 in both precisions.
+// columns (or rows of the reduction); here each thread owns PIXELS horizontally adjacent output
+// pixels and all CO of their channels, a block DIRECT_TILE rows of DIRECT_TILE * PIXELS pixels
+// of one image. Input channels go CHUNK at a time: the block stages the reflected input window
+// and that chunk's weights in shared memory, and every thread reads the same weight at once (a
+// broadcast). A thread reads each window row once into registers for all its pixels and each
+// weight once for all its pixels: one pixel per thread left these kernels bound by shared-memory
+// reads (99% of the L1 pipe on an H100). fp32 in both precisions.
 #define DIRECT_TILE 16
 
-template <int CO, int CHUNK, int K>
+template <int CO, int CHUNK, int K, int PIXELS>
 __device__ __forceinline__ void conv_direct(
     const float* __restrict__ input, const float* __restrict__ weights,
     const float* __restrict__ bias, float* __restrict__ output,
     int in_h, int in_w, int ci, int out_h, int out_w, int pad) {
-    constexpr int SPAN = DIRECT_TILE + K - 1, THREADS = DIRECT_TILE * DIRECT_TILE;
-    constexpr int WINDOW = CHUNK * SPAN * SPAN, TAPS = K * K * CHUNK * CO;
-    __shared__ float window[CHUNK][SPAN][SPAN + 1];
+    constexpr int TILE_W = DIRECT_TILE * PIXELS, SPAN_Y = DIRECT_TILE + K - 1;
+    constexpr int SPAN_X = TILE_W + K - 1, THREADS = DIRECT_TILE * DIRECT_TILE;
+    constexpr int WINDOW = CHUNK * SPAN_Y * SPAN_X, TAPS = K * K * CHUNK * CO;
+    constexpr int ROW = PIXELS + K - 1;
+    __shared__ float window[CHUNK][SPAN_Y][SPAN_X + 1];
     __shared__ float taps[TAPS];
-    const int tiles_x = (out_w + DIRECT_TILE - 1) / DIRECT_TILE;
-    const int y0 = (blockIdx.x / tiles_x) * DIRECT_TILE, x0 = (blockIdx.x % tiles_x) * DIRECT_TILE;
+    const int tiles_x = (out_w + TILE_W - 1) / TILE_W;
+    const int y0 = (blockIdx.x / tiles_x) * DIRECT_TILE, x0 = (blockIdx.x % tiles_x) * TILE_W;
     const int b = blockIdx.y;
     const int tid = threadIdx.x, ty = tid / DIRECT_TILE, tx = tid % DIRECT_TILE;
     const float* image = input + (size_t)b * in_h * in_w * ci;
-    float acc[CO];
+    float acc[PIXELS][CO];
 #pragma unroll
-    for (int o = 0; o < CO; ++o) acc[o] = 0.f;
+    for (int p = 0; p < PIXELS; ++p)
+#pragma unroll
+        for (int o = 0; o < CO; ++o) acc[p][o] = 0.f;
     for (int c0 = 0; c0 < ci; c0 += CHUNK) {
         // Staged in loops, not unrolled: unrolled, their loads all in flight at once take
         // registers enough to leave one block per SM (248 on sm_90), or spill under a bound.
         for (int i = tid; i < WINDOW; i += THREADS) {
             const int c = i % CHUNK, yx = i / CHUNK;
-            const int y = reflect_index(y0 + yx / SPAN - pad, in_h);
-            const int x = reflect_index(x0 + yx % SPAN - pad, in_w);
-            window[c][yx / SPAN][yx % SPAN] = image[((size_t)y * in_w + x) * ci + c0 + c];
+            const int y = reflect_index(y0 + yx / SPAN_X - pad, in_h);
+            const int x = reflect_index(x0 + yx % SPAN_X - pad, in_w);
+            window[c][yx / SPAN_X][yx % SPAN_X] = image[((size_t)y * in_w + x) * ci + c0 + c];
         }
         for (int i = tid; i < TAPS; i += THREADS) {
             const int o = i % CO, c = (i / CO) % CHUNK, tap = i / (CO * CHUNK);
             taps[i] = weights[((size_t)tap * ci + c0 + c) * CO + o];
         }
         __syncthreads();
+        // One channel's window row at a time (unrolled over the chunk, the rows of all its
+        // channels would be live at once and spill the 32-output variant's accumulators).
         for (int ky = 0; ky < K; ++ky)
-            for (int kx = 0; kx < K; ++kx)
+#pragma unroll 1
+            for (int c = 0; c < CHUNK; ++c) {
+                float row[ROW];
 #pragma unroll
-                for (int c = 0; c < CHUNK; ++c) {
-                    const float v = window[c][ty + ky][tx + kx];
+                for (int j = 0; j < ROW; ++j) row[j] = window[c][ty + ky][tx * PIXELS + j];
+#pragma unroll
+                for (int kx = 0; kx < K; ++kx) {
                     const float* w = &taps[((ky * K + kx) * CHUNK + c) * CO];
 #pragma unroll
-                    for (int o = 0; o < CO; ++o) acc[o] = fmaf(v, w[o], acc[o]);
+                    for (int o = 0; o < CO; ++o) {
+                        const float weight = w[o];
+#pragma unroll
+                        for (int p = 0; p < PIXELS; ++p)
+                            acc[p][o] = fmaf(row[p + kx], weight, acc[p][o]);
+                    }
                 }
+            }
         __syncthreads();
     }
-    const int y = y0 + ty, x = x0 + tx;
-    if (y < out_h && x < out_w) {
-        float* out = output + (((size_t)b * out_h + y) * out_w + x) * CO;
+    const int y = y0 + ty;
 #pragma unroll
-        for (int o = 0; o < CO; ++o) out[o] = acc[o] + bias[o];
+    for (int p = 0; p < PIXELS; ++p) {
+        const int x = x0 + tx * PIXELS + p;
+        if (y < out_h && x < out_w) {
+            float* out = output + (((size_t)b * out_h + y) * out_w + x) * CO;
+#pragma unroll
+            for (int o = 0; o < CO; ++o) out[o] = acc[p][o] + bias[o];
+        }
     }
 }
 
-// Grid (16x16 tiles of the output, batch); the arguments of conv2d_f32, of which batch, co, k,
-// stride and upsample are fixed by the variant (3 -> 32 and 32 -> 3, 9x9, stride 1).
-#define CONV_DIRECT_ENTRY(name, CO, CHUNK)                                                      \
+// Grid (tiles of DIRECT_TILE x DIRECT_TILE * PIXELS output pixels, batch); the arguments of
+// conv2d_f32, of which batch, co, k, stride and upsample are fixed by the variant (3 -> 32 and
+// 32 -> 3, 9x9, stride 1). PIXELS per thread: 2 for 32 outputs (its accumulators are 64
+// registers), 4 for 3 outputs.
+#define CONV_DIRECT_ENTRY(name, CO, CHUNK, PIXELS)                                              \
     extern "C" __global__ void __launch_bounds__(DIRECT_TILE * DIRECT_TILE) name(               \
         const float* __restrict__ input, const float* __restrict__ weights,                     \
         const float* __restrict__ bias, float* __restrict__ output, int batch, int in_h,        \
         int in_w, int ci, int out_h, int out_w, int co, int k, int stride, int pad,             \
         int upsample) {                                                                         \
-        conv_direct<CO, CHUNK, 9>(input, weights, bias, output, in_h, in_w, ci, out_h, out_w,   \
-                                  pad);                                                         \
+        conv_direct<CO, CHUNK, 9, PIXELS>(input, weights, bias, output, in_h, in_w, ci, out_h,  \
+                                          out_w, pad);                                          \
     }
-CONV_DIRECT_ENTRY(conv2d_direct_to32, 32, 3)
-CONV_DIRECT_ENTRY(conv2d_direct_to3, 3, 8)
+CONV_DIRECT_ENTRY(conv2d_direct_to32, 32, 3, 2)
+CONV_DIRECT_ENTRY(conv2d_direct_to3, 3, 4, 4)

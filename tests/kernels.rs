@@ -181,7 +181,8 @@ fn model_at_1080p(loops: &[MainLoop]) -> Vec<String> {
             let ctas = (grid_x * grid_y) as f64;
             let executed = match plan.kernel {
                 ConvKernel::DirectTo32 | ConvKernel::DirectTo3 => {
-                    ctas * 256.0 * (taps * conv.in_channels * conv.out_channels) as f64
+                    let pixels = 256 * plan.kernel.pixels_per_thread();
+                    ctas * (pixels * taps * conv.in_channels * conv.out_channels) as f64
                 }
                 kernel => {
                     let (k_tile, n_tile) = match kernel {

@@ -25,7 +25,7 @@ const WIDEST_CHANNELS: usize = 32;
 /// Pixels of an InstanceNorm partial-sum segment.
 const NORM_SEGMENT: usize = 2048;
 const NORM_THREADS: u32 = 256;
-/// Output pixels per side of a direct convolution's block (DIRECT_TILE in conv.cu).
+/// Rows of a direct convolution's block, and threads per row (DIRECT_TILE in conv.cu).
 const DIRECT_TILE: usize = 16;
 const ELEMENTWISE_THREADS: u32 = 256;
 
@@ -202,7 +202,7 @@ impl ConvKernel {
         let tensor_cores = tensor_cores && conv.in_channels % 32 == 0 && conv.out_channels % 4 == 0;
         match (conv.in_channels, conv.out_channels) {
             (3, 32) if direct => ConvKernel::DirectTo32,
-            (ci, 3) if direct && ci % 8 == 0 => ConvKernel::DirectTo3,
+            (ci, 3) if direct && ci % 4 == 0 => ConvKernel::DirectTo3,
             (_, co) => match (tensor_cores, co <= 32) {
                 (true, true) => ConvKernel::GemmTensorCoresN32,
                 (true, false) => ConvKernel::GemmTensorCores,
@@ -217,6 +217,16 @@ impl ConvKernel {
             self,
             ConvKernel::GemmTensorCores | ConvKernel::GemmTensorCoresN32
         )
+    }
+
+    /// Adjacent output pixels each thread of a direct kernel computes (PIXELS in conv.cu); a
+    /// block covers DIRECT_TILE rows of DIRECT_TILE times as many.
+    pub fn pixels_per_thread(self) -> usize {
+        match self {
+            ConvKernel::DirectTo32 => 2,
+            ConvKernel::DirectTo3 => 4,
+            _ => 1,
+        }
     }
 
     /// The output channels of a GEMM block (none for the direct kernels).
@@ -287,7 +297,8 @@ pub fn conv_launch(
         },
         None => LaunchShape {
             grid: (
-                (oh.div_ceil(DIRECT_TILE) * ow.div_ceil(DIRECT_TILE)) as u32,
+                (oh.div_ceil(DIRECT_TILE) * ow.div_ceil(DIRECT_TILE * kernel.pixels_per_thread()))
+                    as u32,
                 batch as u32,
                 1,
             ),
