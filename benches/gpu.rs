@@ -7,7 +7,7 @@
 //! GPU in the same run: fp32 with TF32 off, PyTorch's default, and its best (fp16,
 //! channels_last, cudnn.benchmark). Achieved TFLOP/s count 2 FLOPs per multiply-add of the
 //! network against the matrix peak PyTorch measures on the same GPU. Also the GPU time of each
-//! kernel (CUDA events) per 1920x1080 frame at batch 8, and a `summary` of the headline figures.
+//! kernel (CUDA events) per frame at batch 8, and a `summary` of the headline figures.
 
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -105,14 +105,12 @@ fn main() {
                 );
             }
             if batch == BATCHED {
-                let size = FrameSize {
-                    width: 1920,
-                    height: 1080,
-                };
-                kernels.insert(
-                    format!("{precision:?} batch {batch} 1920x1080"),
-                    kernel_table(&mut engine, size),
-                );
+                for (width, height) in SIZES {
+                    kernels.insert(
+                        format!("{precision:?} batch {batch} {width}x{height}"),
+                        kernel_table(&mut engine, FrameSize { width, height }),
+                    );
+                }
             }
         }
     }
@@ -143,11 +141,20 @@ fn main() {
                 .iter()
                 .filter_map(|key| torch_ms(key))
                 .reduce(f64::min);
+            // The GPU's time alone (the kernels' sum), to set beside PyTorch's, whose input and
+            // output stay on the GPU: the engine's own figures include the frames' trip from
+            // and to the host and their 8-bit conversion.
+            let kernels_ms = |precision: &str| {
+                kernels[&format!("{precision} batch {BATCHED} {size}")]["ms_per_frame_total"]
+                    .as_f64()
+            };
             (
                 size.clone(),
                 json!({
                     "fast_ms": ms(format!("Fast batch {BATCHED} {size}")),
                     "fp32_ms": ms(format!("Fp32 batch {BATCHED} {size}")),
+                    "fast_kernels_ms": kernels_ms("Fast"),
+                    "fp32_kernels_ms": kernels_ms("Fp32"),
                     "pytorch_fp32_ms": torch_ms("fp32_tf32_off"),
                     "pytorch_default_ms": torch_ms("default_fp32"),
                     "pytorch_best_ms": best,

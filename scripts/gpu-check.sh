@@ -133,11 +133,11 @@ gpu = results / "gpu.json"
 if gpu.exists():
     report = json.loads(gpu.read_text())
     lines += ["", f"## Milliseconds per frame at batch 8 on {report.get('gpu')}", "",
-              "| size | fast | fp32 | PyTorch fp32 (TF32 off) | PyTorch default | PyTorch best |",
-              "|---|---|---|---|---|---|"]
+              "| size | fast | fp32 | fast, kernels | fp32, kernels | PyTorch fp32 (TF32 off) | PyTorch default | PyTorch best |",
+              "|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
     for size, row in report["summary"].items():
-        lines.append(f"| {size} | " + " | ".join(fmt(row[k]) for k in ("fast_ms", "fp32_ms", "pytorch_fp32_ms", "pytorch_default_ms", "pytorch_best_ms")) + " |")
+        lines.append(f"| {size} | " + " | ".join(fmt(row.get(k)) for k in ("fast_ms", "fp32_ms", "fast_kernels_ms", "fp32_kernels_ms", "pytorch_fp32_ms", "pytorch_default_ms", "pytorch_best_ms")) + " |")
     lines.append(f"\nMeasured bf16 matrix peak: {fmt(report.get('bf16_peak_tflops'))} TFLOP/s")
     for name, table in report.get("kernels", {}).items():
         lines += ["", f"## GPU time per kernel, {name} ({table['ms_per_frame_total']:.2f} ms per frame)", "",

