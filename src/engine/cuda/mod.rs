@@ -200,7 +200,9 @@ impl ConvKernel {
     /// weights 4 output channels at a time).
     pub fn for_layer(conv: &Conv, tensor_cores: bool) -> ConvKernel {
         let direct = conv.kernel == 9 && conv.stride == 1 && !conv.upsample;
-        let tensor_cores = tensor_cores && conv.in_channels % 32 == 0 && conv.out_channels % 4 == 0;
+        let tensor_cores = tensor_cores
+            && conv.in_channels.is_multiple_of(32)
+            && conv.out_channels.is_multiple_of(4);
         match (conv.in_channels, conv.out_channels) {
             (3, 32) if direct => ConvKernel::DirectTo32,
             (ci, 3) if direct && ci % 4 == 0 => ConvKernel::DirectTo3,
