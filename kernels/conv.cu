@@ -10,6 +10,23 @@
 #define TILE_M 64
 #define TILE_K 16
 
+// Image, row and column of the output pixels first + 16 * i (i < ROWS) of a GEMM tile, which
+// one thread loads the A rows of, and whether each exists (a tile may run past the last pixel).
+template <int ROWS>
+__device__ __forceinline__ void locate_rows(int first, int pixels, int out_h, int out_w,
+                                            int* image, int* y, int* x, bool* exists) {
+#pragma unroll
+    for (int i = 0; i < ROWS; ++i) {
+        const int m = first + 16 * i;
+        exists[i] = m < pixels;
+        const int mm = exists[i] ? m : 0;
+        image[i] = mm / (out_h * out_w);
+        const int r = mm % (out_h * out_w);
+        y[i] = r / out_w;
+        x[i] = r % out_w;
+    }
+}
+
 // fp32 path (matches the golden vectors): 256 threads, each owns a 4 x (TILE_N / 16) block of
 // outputs. A tile loads run along channels (16 consecutive threads read 16 consecutive floats of
 // a pixel), so they coalesce for every layer whose input has 16 or more channels.
@@ -33,16 +50,7 @@ __device__ __forceinline__ void conv_gemm_f32(
     const int a_row = tid / TILE_K;
     int row_b[4], row_y[4], row_x[4];
     bool row_ok[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const int m = m0 + a_row + 16 * i;
-        row_ok[i] = m < pixels;
-        const int mm = row_ok[i] ? m : 0;
-        row_b[i] = mm / (out_h * out_w);
-        const int r = mm % (out_h * out_w);
-        row_y[i] = r / out_w;
-        row_x[i] = r % out_w;
-    }
+    locate_rows<4>(m0 + a_row, pixels, out_h, out_w, row_b, row_y, row_x, row_ok);
     // B: row b_k, columns b_n .. b_n + COLS - 1.
     const int b_k = tid / 16;
     const int b_n = (tid % 16) * COLS;
@@ -150,16 +158,7 @@ __device__ __forceinline__ void conv_gemm_bf16_tc(
     const int a_quad = tid % 8, a_row = tid / 8;
     int row_b[A_ROWS], row_y[A_ROWS], row_x[A_ROWS];
     bool row_ok[A_ROWS];
-#pragma unroll
-    for (int i = 0; i < A_ROWS; ++i) {
-        const int m = m0 + a_row + 16 * i;
-        row_ok[i] = m < pixels;
-        const int mm = row_ok[i] ? m : 0;
-        row_b[i] = mm / (out_h * out_w);
-        const int r = mm % (out_h * out_w);
-        row_y[i] = r / out_w;
-        row_x[i] = r % out_w;
-    }
+    locate_rows<A_ROWS>(m0 + a_row, pixels, out_h, out_w, row_b, row_y, row_x, row_ok);
     // This thread's B units: k-rows 2 * b_pair, + 1 at columns 4 * b_quad .. + 3. Consecutive
     // lanes take consecutive k-pairs, so the transposed stores below hit distinct banks.
     int b_pair[B_UNITS], b_quad[B_UNITS];

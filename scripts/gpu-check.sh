@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine (NVIDIA driver, CUDA 13 toolkit, Python with PyTorch; no Rust, MPI or
 # ffmpeg), in the project tree with target/gpu-bundle.tar.xz carried along (made here by
-# scripts/gpu-bundle.sh), in one command (each step has its own time limit; at most 12 minutes in all):
+# scripts/gpu-bundle.sh), in one command (each step has its own time limit, 13 minutes in all;
+# about 4 minutes on an H100 machine):
 # 1. every GPU test (tests/cuda.rs: each kernel against the CPU engine, the golden vectors in
 #    fp32 and fast mode, batches, a video with --device cuda under 1 and 2 ranks);
 # 2. the GPU benchmark against PyTorch on the same GPU (benches/gpu.rs: fp32 with TF32 off,
@@ -88,7 +89,7 @@ for precision in fast fp32; do
     rm -f "$results/styled-$precision.mp4"
 done
 # x264 encodes with a fixed 4 threads per rank (its output depends on its thread count), so one
-# rank is bound by its encoder: 4 ranks sharing the GPU encode 4 times as fast.
+# rank is bound by its encoder: 4 ranks sharing the GPU encode side by side.
 timeout 60 mpirun --oversubscribe --bind-to none -np 4 env RUST_LOG=info stylemill run "$clip" \
     -o "$results/styled-np4.mp4" --style mosaic --device cuda --precision fast --batch 8 \
     --overwrite --report "$results/run-fast-np4.json" >"$results/run-fast-np4.txt" 2>&1 || end_to_end_status=1
