@@ -302,10 +302,14 @@ __device__ __forceinline__ void conv_direct(
     for (int c0 = 0; c0 < ci; c0 += CHUNK) {
         // Staged in loops, not unrolled: unrolled, their loads all in flight at once take
         // registers enough to leave one block per SM (248 on sm_90), or spill under a bound.
+        // A tile may reach past the image (a small one, or its right and bottom edges). The
+        // last window position any output in the image reads is in - 1 + pad along each axis
+        // (stride 1): positions past it feed only outputs that are not written, and are clamped
+        // there, so that one reflection covers every read and none leaves the image.
         for (int i = tid; i < WINDOW; i += THREADS) {
             const int c = i % CHUNK, yx = i / CHUNK;
-            const int y = reflect_index(y0 + yx / SPAN_X - pad, in_h);
-            const int x = reflect_index(x0 + yx % SPAN_X - pad, in_w);
+            const int y = reflect_index(min(y0 + yx / SPAN_X - pad, in_h - 1 + pad), in_h);
+            const int x = reflect_index(min(x0 + yx % SPAN_X - pad, in_w - 1 + pad), in_w);
             window[c][yx / SPAN_X][yx % SPAN_X] = image[((size_t)y * in_w + x) * ci + c0 + c];
         }
         for (int i = tid; i < TAPS; i += THREADS) {
