@@ -4,7 +4,9 @@
 //! launched with the engine's own launch shapes, and compared with the CPU engine's layers:
 //! every kind of convolution in both precisions, InstanceNorm with ReLU and with a residual,
 //! and the frame conversion. Two mutants of conv.cu (a wrong fragment index, a missing
-//! barrier) must fail the same comparison. The build needs a C++20 compiler (`c++`, or `CXX`).
+//! barrier) must fail the same comparison, and the kernels' accesses must stay inside their
+//! buffers under AddressSanitizer. The build needs a C++20 compiler (`c++`, or `CXX`) with its
+//! AddressSanitizer runtime.
 
 mod common;
 
@@ -26,11 +28,29 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Set in the child process of the AddressSanitizer test, which preloads its runtime: the
+/// harness is built with AddressSanitizer there.
+const SANITIZE: &str = "STYLEMILL_HARNESS_SANITIZE";
+
+fn sanitized() -> bool {
+    std::env::var_os(SANITIZE).is_some()
+}
+
+fn compiler() -> String {
+    std::env::var("CXX").unwrap_or_else(|_| "c++".into())
+}
+
 /// Builds the harness against the kernel sources in `kernels` into `library`.
 fn build(kernels: &Path, library: &Path) -> Library {
-    let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let compiler = compiler();
+    let sanitizer: &[&str] = if sanitized() {
+        &["-fsanitize=address", "-fno-omit-frame-pointer"]
+    } else {
+        &[]
+    };
     let output = std::process::Command::new(&compiler)
         .args(["-std=c++20", "-O2", "-shared", "-fPIC", "-pthread"])
+        .args(sanitizer)
         .args(["-Wno-unknown-pragmas", "-Wno-sign-compare"])
         .args([
             "-fvisibility=hidden",
@@ -58,7 +78,12 @@ fn shipped() -> &'static Library {
     LIBRARY.get_or_init(|| {
         let dir = root().join("target/kernel-harness");
         std::fs::create_dir_all(&dir).unwrap();
-        build(&root().join("kernels"), &dir.join("shipped.so"))
+        let name = if sanitized() {
+            "shipped-asan.so"
+        } else {
+            "shipped.so"
+        };
+        build(&root().join("kernels"), &dir.join(name))
     })
 }
 
@@ -205,6 +230,54 @@ impl KernelBackend for Emulated<'_> {
 fn every_kind_of_convolution_matches_the_cpu_engine_in_both_precisions() {
     let net = load_style("mosaic").unwrap();
     assert_convolutions_match(&mut Emulated(shipped()), &net);
+}
+
+/// The kernels read and write only inside their buffers: the convolution, InstanceNorm and frame
+/// checks again, in a child process with the harness built under AddressSanitizer. A read past
+/// an input whose values feed no output, which the comparisons cannot see, fails here (the
+/// direct kernels' wide tiles once read outside small images this way).
+#[test]
+fn the_kernels_stay_inside_their_buffers_under_address_sanitizer() {
+    let compiler = compiler();
+    let runtime = std::process::Command::new(&compiler)
+        .arg("-print-file-name=libasan.so")
+        .output()
+        .unwrap();
+    let runtime = PathBuf::from(String::from_utf8_lossy(&runtime.stdout).trim());
+    assert!(
+        runtime.is_absolute() && runtime.exists(),
+        "{compiler} has no AddressSanitizer runtime ({}): install its libasan (Debian's g++ brings it)",
+        runtime.display()
+    );
+    let checks = [
+        "every_kind_of_convolution_matches_the_cpu_engine_in_both_precisions",
+        "instance_norm_matches_the_cpu_engine_with_relu_and_with_a_residual",
+        "frames_convert_to_floats_and_back_cropped_and_rounded_as_the_cpu_engine_does",
+    ];
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(checks)
+        .args(["--exact", "--test-threads=1"])
+        .env(SANITIZE, "1")
+        .env("LD_PRELOAD", &runtime)
+        // The emulation's fibers switch stacks (swapcontext), which AddressSanitizer's fake
+        // stacks do not follow.
+        .env(
+            "ASAN_OPTIONS",
+            "detect_leaks=0:detect_stack_use_after_return=0",
+        )
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&child.stdout).into_owned()
+        + &String::from_utf8_lossy(&child.stderr);
+    assert!(
+        child.status.success() && !printed.contains("ERROR: AddressSanitizer"),
+        "{printed}"
+    );
+    assert_eq!(
+        printed.matches(" ... ok").count(),
+        checks.len(),
+        "{printed}"
+    );
 }
 
 #[test]
