@@ -26,6 +26,8 @@ const WIDEST_CHANNELS: usize = 32;
 /// Pixels of an InstanceNorm partial-sum segment.
 const NORM_SEGMENT: usize = 2048;
 const NORM_THREADS: u32 = 256;
+/// Threads that sum one (image, channel)'s segments in norm_finalize (FINALIZE_LANES in norm.cu).
+const FINALIZE_LANES: usize = 32;
 /// Rows of a direct convolution's block, and threads per row (DIRECT_TILE in conv.cu).
 const DIRECT_TILE: usize = 16;
 const ELEMENTWISE_THREADS: u32 = 256;
@@ -335,10 +337,9 @@ pub fn norm_launch(batch: usize, h: usize, w: usize, channels: usize) -> NormLau
             grid: (segments as u32, batch as u32, 1),
             threads: NORM_THREADS,
         },
-        // Groups of 32 threads (FINALIZE_LANES of norm.cu) per (image, channel).
         finalize: LaunchShape {
             grid: (
-                (batch * channels).div_ceil(NORM_THREADS as usize / 32) as u32,
+                (batch * channels).div_ceil(NORM_THREADS as usize / FINALIZE_LANES) as u32,
                 1,
                 1,
             ),
