@@ -11,12 +11,19 @@ __device__ __forceinline__ int reflect_index(int i, int len) {
     return i;
 }
 
-// Input element (b, y, x, c) that output tap (oy, ox, ky, kx, c) of a convolution reads, after
-// reflection padding by `pad` of the input, upsampled 2x (nearest) first when `upsample` is set.
-// Tensors are NHWC.
-__device__ __forceinline__ size_t conv_input_offset(
-    int b, int oy, int ox, int ky, int kx, int c,
-    int in_h, int in_w, int ci, int stride, int pad, int upsample) {
+// A float as BF16 (its upper 16 bits), rounded to nearest even.
+__device__ __forceinline__ unsigned short to_bf16(float f) {
+    unsigned int u = __float_as_uint(f);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (unsigned short)(u >> 16);
+}
+
+// Input pixel (b, y, x), as an index into the batch's pixels, that output tap (oy, ox, ky, kx)
+// of a convolution reads, after reflection padding by `pad` of the input, upsampled 2x
+// (nearest) first when `upsample` is set.
+__device__ __forceinline__ size_t conv_input_pixel(
+    int b, int oy, int ox, int ky, int kx,
+    int in_h, int in_w, int stride, int pad, int upsample) {
     const int virtual_h = upsample ? 2 * in_h : in_h;
     const int virtual_w = upsample ? 2 * in_w : in_w;
     int y = reflect_index(oy * stride + ky - pad, virtual_h);
@@ -25,8 +32,93 @@ __device__ __forceinline__ size_t conv_input_offset(
         y >>= 1;
         x >>= 1;
     }
-    return (((size_t)b * in_h + y) * in_w + x) * ci + c;
+    return ((size_t)b * in_h + y) * in_w + x;
 }
+
+// The element of channel c of that pixel in an NHWC tensor of ci channels.
+__device__ __forceinline__ size_t conv_input_offset(
+    int b, int oy, int ox, int ky, int kx, int c,
+    int in_h, int in_w, int ci, int stride, int pad, int upsample) {
+    return conv_input_pixel(b, oy, ox, ky, kx, in_h, in_w, stride, pad, upsample) * ci + c;
+}
+
+// The shared-memory address (a 32-bit offset in the shared window) of a generic pointer to
+// shared memory, as cp.async and ldmatrix take it.
+#ifndef STYLEMILL_CPU_EMULATION
+__device__ __forceinline__ unsigned int shared_address(const void* p) {
+    unsigned int address;
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }"
+        : "=r"(address)
+        : "l"(p));
+    return address;
+}
+#endif
+
+// Shared memory is addressed as an array and a byte offset in it, kept apart so that the
+// address arithmetic stays 32-bit (a generic pointer per access costs 64-bit arithmetic).
+
+// Copies 16 bytes from global memory to `offset` bytes into the shared array `shared`,
+// asynchronously (`cp.async.cg`, sm_80 and later: through L2 only, no registers), or writes 16
+// zero bytes there when `valid` is false (the source is then not read). The copy lands no
+// sooner than the wait for its group (cp_async_wait).
+#ifndef STYLEMILL_CPU_EMULATION
+__device__ __forceinline__ void cp_async_16(void* shared, int offset, const void* global,
+                                            bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+                 :
+                 : "r"(shared_address(shared) + offset), "l"(global), "r"(valid ? 16 : 0)
+                 : "memory");
+}
+
+// Closes this thread's group of copies issued since the last commit (possibly none).
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// Waits until at most PENDING of this thread's committed groups are still in flight: the
+// others have landed. Other threads' copies need a barrier after it to be seen.
+template <int PENDING>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory");
+}
+
+// Loads four 8x8 matrices of 16-bit elements from the shared array `shared`, one per register
+// (`ldmatrix.x4`): lane 8q + r gives the byte offset of row r of matrix q (16 contiguous
+// bytes), and lane l receives, in register q, elements 2 (l % 4) and 2 (l % 4) + 1 of row
+// l / 4 of matrix q: exactly the layout of an mma.sync fragment.
+__device__ __forceinline__ void ldmatrix_x4(unsigned int* r, const void* shared, int offset) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(shared_address(shared) + offset));
+}
+#else
+// The CPU twins. A copy is recorded with its thread and performed when that thread waits for
+// its group, never before, so a read of a tile before its wait reads stale shared memory, as it
+// may on a GPU.
+inline void cp_async_16(void* shared, int offset, const void* global, bool valid) {
+    emulation::this_thread_copies().open.push_back(
+        {static_cast<unsigned char*>(shared) + offset, valid ? global : nullptr});
+}
+
+inline void cp_async_commit() { emulation::this_thread_copies().commit(); }
+
+template <int PENDING>
+inline void cp_async_wait() {
+    emulation::this_thread_copies().land_all_but(PENDING);
+}
+
+// The lanes publish their row addresses, meet, and each reads its four words from the rows
+// its layout names.
+inline void ldmatrix_x4(unsigned int* r, const void* shared, int offset) {
+    emulation::Warp& warp = emulation::this_warp();
+    const int lane = emulation::lane();
+    warp.rows[lane] = static_cast<const unsigned char*>(shared) + offset;
+    emulation::meet_warp();
+    for (int q = 0; q < 4; ++q)
+        std::memcpy(&r[q], warp.rows[8 * q + lane / 4] + 4 * (lane % 4), sizeof r[q]);
+    emulation::meet_warp();
+}
+#endif
 
 // D = A x B + D for one warp: A 16x16 and B 16x8 in BF16 (two per 32-bit register, the lower
 // index in the low half), D 16x8 in FP32; `mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32`.

@@ -1,23 +1,24 @@
 // Convolution as an implicit GEMM: rows are output pixels (batch x out_h x out_w), columns are
 // output channels, the reduction runs over (ky, kx, ci). Reflection padding and the
 // deconvolutions' nearest 2x upsampling are folded into the input index of each load (no padded
-// or upsampled copy exists), and the bias is added in the epilogue. Activations are NHWC f32;
-// weights are packed [ky][kx][ci][co] (K x Co, row-major).
+// or upsampled copy exists), and the bias is added in the epilogue. Activations are NHWC; the
+// outputs are f32.
 // Needs common.cuh, which the engine prepends (NVRTC is given one self-contained source).
 
 // Both GEMM kernels come in two widths of output-channel tile, TILE_N = 64 and 32 (the
 // `_n32` entry points, for the 32-channel layers, which a 64-wide tile would run twice over).
+// The fp32 GEMM's tile of output pixels:
 #define TILE_M 64
 #define TILE_K 16
 
-// Image, row and column of the output pixels first + 16 * i (i < ROWS) of a GEMM tile, which
+// Image, row and column of the output pixels first + STEP * i (i < ROWS) of a GEMM tile, which
 // one thread loads the A rows of, and whether each exists (a tile may run past the last pixel).
-template <int ROWS>
+template <int ROWS, int STEP>
 __device__ __forceinline__ void locate_rows(int first, int pixels, int out_h, int out_w,
                                             int* image, int* y, int* x, bool* exists) {
 #pragma unroll
     for (int i = 0; i < ROWS; ++i) {
-        const int m = first + 16 * i;
+        const int m = first + STEP * i;
         exists[i] = m < pixels;
         const int mm = exists[i] ? m : 0;
         image[i] = mm / (out_h * out_w);
@@ -50,7 +51,7 @@ __device__ __forceinline__ void conv_gemm_f32(
     const int a_row = tid / TILE_K;
     int row_b[4], row_y[4], row_x[4];
     bool row_ok[4];
-    locate_rows<4>(m0 + a_row, pixels, out_h, out_w, row_b, row_y, row_x, row_ok);
+    locate_rows<4, 16>(m0 + a_row, pixels, out_h, out_w, row_b, row_y, row_x, row_ok);
     // B: row b_k, columns b_n .. b_n + COLS - 1.
     const int b_k = tid / 16;
     const int b_n = (tid % 16) * COLS;
@@ -103,144 +104,158 @@ __device__ __forceinline__ void conv_gemm_f32(
     }
 }
 
-// Tensor-core path for --precision fast: BF16 operands (rounded to nearest even while staging
-// tiles in shared memory), FP32 accumulation, with the `mma.sync.m16n8k16` instruction
-// (common.cuh's mma_m16n8k16_bf16; sm_80 and later; no CUDA headers needed at run time).
-// 128 threads = 4 warps in a 2x2 grid; each warp owns 32 x (TILE_N / 2) outputs as
-// 2 x (TILE_N / 16) MMA tiles of 16x8.
-// Needs ci % TC_K == 0 and co % 4 == 0 (the engine sends other layers to the fp32 GEMM): then
-// a k-tile is TC_K consecutive channels of one kernel tap, so the tap, its reflected input
-// pixels and the bounds are worked out once per tile and row, not per element, and every load
-// is 16 bytes. The next tile's loads are issued before this tile's MMAs (held in registers),
-// so their latency hides behind the tensor cores' work.
+// Tensor-core path for --precision fast: BF16 operands, FP32 accumulation, with the
+// `mma.sync.m16n8k16` instruction (common.cuh's mma_m16n8k16_bf16; sm_80 and later; no CUDA
+// headers needed at run time). Its operands are BF16 already: the activations NHWC, written so
+// by the InstanceNorm before (norm_apply's bf16 output), and the weights packed once at load as
+// [co][ky][kx][ci] (Co x K, each output channel's reduction contiguous).
+// Needs ci % TC_K == 0 (the engine sends other layers to the fp32 GEMM): then a k-tile is TC_K
+// consecutive channels of one kernel tap, 64 bytes of one input pixel, so the tap and its
+// reflected input pixels are worked out once per tile and row, and every load is a 16-byte
+// cp.async straight into shared memory. Tiles go through a ring of TC_STAGES buffers, so the
+// copies of the next TC_STAGES - 1 tiles are in flight while the tensor cores work on this one,
+// and one barrier per tile orders both the ring's reuse and its reads. Fragments are read with
+// ldmatrix. Rows are padded by TC_PAD elements: 80 bytes apart, the eight 16-byte rows an
+// ldmatrix phase reads (and a cp.async phase writes) fall in distinct banks.
+// 128 threads = 4 warps, WARPS_M x (4 / WARPS_M); a block computes TC_TILE_M pixels x TILE_N
+// channels, each warp (TC_TILE_M / WARPS_M) x (TILE_N * WARPS_M / 4) of them as 16x8 MMA tiles.
+#define TC_TILE_M 128
 #define TC_K 32
 #define TC_PAD 8
+#define TC_STAGES 3
+#define TC_THREADS 128
 
-__device__ __forceinline__ unsigned short to_bf16(float f) {
-    unsigned int u = __float_as_uint(f);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (unsigned short)(u >> 16);
-}
-
-// Two floats as BF16 in one 32-bit word, the first in the low half (the fragments' order).
-__device__ __forceinline__ unsigned int bf16_pair(float low, float high) {
-    return (unsigned int)to_bf16(low) | ((unsigned int)to_bf16(high) << 16);
-}
-
-__device__ __forceinline__ unsigned int pair(const unsigned short* p) {
-    return *reinterpret_cast<const unsigned int*>(p);
-}
-
-template <int TILE_N>
+template <int TILE_N, int WARPS_M>
 __device__ __forceinline__ void conv_gemm_bf16_tc(
-    const float* __restrict__ input, const float* __restrict__ weights,
+    const unsigned short* __restrict__ input, const unsigned short* __restrict__ weights,
     const float* __restrict__ bias, float* __restrict__ output,
     int batch, int in_h, int in_w, int ci, int out_h, int out_w, int co,
     int k, int stride, int pad, int upsample) {
-    constexpr int WARP_N = TILE_N / 2, MMA_N = WARP_N / 8;
-    // A (64 pixels x TC_K channels) is loaded as 4 rows x 4 channels per thread; B (TC_K x
-    // TILE_N weights) as B_UNITS units of two k-rows x 4 columns per thread.
-    constexpr int A_ROWS = 4, B_UNITS = TILE_N / 32, N_QUADS = TILE_N / 4;
-    // A as [m][k] and B transposed as [n][k], so both fragments read k-pairs as one 32-bit word.
-    __shared__ __align__(16) unsigned short a_tile[TILE_M][TC_K + TC_PAD];
-    __shared__ __align__(16) unsigned short b_tile[TILE_N][TC_K + TC_PAD];
+    constexpr int WARPS_N = 4 / WARPS_M;
+    constexpr int WARP_M = TC_TILE_M / WARPS_M, WARP_N = TILE_N / WARPS_N;
+    constexpr int MMA_M = WARP_M / 16, MMA_N = WARP_N / 8;
+    // A k-tile row is TC_K * 2 bytes = 4 chunks of 16 bytes; a thread copies chunk `part` of
+    // rows `row + ROW_STEP * i` of A (A_ROWS of them) and of B (B_ROWS).
+    constexpr int CHUNKS = TC_K / 8, ROW_STEP = TC_THREADS / CHUNKS;
+    constexpr int A_ROWS = TC_TILE_M / ROW_STEP, B_ROWS = TILE_N / ROW_STEP;
+    // A as [m][k] and B as [n][k]: ldmatrix of either gives mma.sync's fragments.
+    __shared__ __align__(16) unsigned short a_ring[TC_STAGES][TC_TILE_M][TC_K + TC_PAD];
+    __shared__ __align__(16) unsigned short b_ring[TC_STAGES][TILE_N][TC_K + TC_PAD];
     const int pixels = batch * out_h * out_w;
-    const int reduction = k * k * ci;
-    const int m0 = blockIdx.x * TILE_M;
+    const int reduction = k * k * ci, tiles = reduction / TC_K;
+    const int m0 = blockIdx.x * TC_TILE_M;
     const int n0 = blockIdx.y * TILE_N;
     const int tid = threadIdx.x;
     const int lane = tid % 32, warp = tid / 32;
-    const int warp_m = (warp / 2) * 32, warp_n = (warp % 2) * WARP_N;
-    const int group = lane / 4, in_group = lane % 4;
-    float acc[2][MMA_N][4] = {};
+    const int warp_m = (warp / WARPS_N) * WARP_M, warp_n = (warp % WARPS_N) * WARP_N;
+    float acc[MMA_M][MMA_N][4] = {};
+    // Byte offsets in the rings (common.cuh's shared-memory addressing).
+    constexpr int ROW_BYTES = (TC_K + TC_PAD) * 2;
+    constexpr int A_STAGE_BYTES = TC_TILE_M * ROW_BYTES, B_STAGE_BYTES = TILE_N * ROW_BYTES;
 
-    // This thread's A rows a_row + 16 * i, channels 4 * a_quad .. + 3 of each tile.
-    const int a_quad = tid % 8, a_row = tid / 8;
+    const int part = tid % CHUNKS, row = tid / CHUNKS;
+    const int copy_offset = row * ROW_BYTES + 16 * part;
     int row_b[A_ROWS], row_y[A_ROWS], row_x[A_ROWS];
     bool row_ok[A_ROWS];
-    locate_rows<A_ROWS>(m0 + a_row, pixels, out_h, out_w, row_b, row_y, row_x, row_ok);
-    // This thread's B units: k-rows 2 * b_pair, + 1 at columns 4 * b_quad .. + 3. Consecutive
-    // lanes take consecutive k-pairs, so the transposed stores below hit distinct banks.
-    int b_pair[B_UNITS], b_quad[B_UNITS];
+    locate_rows<A_ROWS, ROW_STEP>(m0 + row, pixels, out_h, out_w, row_b, row_y, row_x, row_ok);
+    // This thread's chunk of its B rows' weights, at the next tile.
+    const unsigned short* b_source[B_ROWS];
+    bool b_ok[B_ROWS];
 #pragma unroll
-    for (int u = 0; u < B_UNITS; ++u) {
-        const int unit = tid + 128 * u;
-        b_pair[u] = unit % (TC_K / 2);
-        b_quad[u] = unit / (TC_K / 2);
+    for (int i = 0; i < B_ROWS; ++i) {
+        const int n = n0 + row + ROW_STEP * i;
+        b_ok[i] = n < co;
+        b_source[i] = weights + (b_ok[i] ? (size_t)n * reduction + 8 * part : 0);
     }
 
-    float4 a_next[A_ROWS], b_next[B_UNITS][2];
-    const float4 zero = {0.f, 0.f, 0.f, 0.f};
-    const auto load_tile = [&](int k0) {
-        const int tap = k0 / ci, c = k0 - tap * ci + 4 * a_quad;
-        const int ky = tap / k, kx = tap - ky * k;
+    // The next tile to copy: its tap, its first channel and its stage in the ring, advanced
+    // tile by tile (no divisions). This thread's chunk of its A rows' input pixels at that tap
+    // is found at each new tap: ci / TC_K tiles share it.
+    int next_ky = 0, next_kx = 0, next_c = 0, next_tile = 0, write_stage = 0;
+    const unsigned short* a_source[A_ROWS];
+    const auto copy_next_tile = [&]() {
+        if (next_c == 0) {
 #pragma unroll
-        for (int i = 0; i < A_ROWS; ++i) {
-            a_next[i] = row_ok[i]
-                ? *reinterpret_cast<const float4*>(
-                      &input[conv_input_offset(row_b[i], row_y[i], row_x[i], ky, kx, c, in_h,
-                                               in_w, ci, stride, pad, upsample)])
-                : zero;
-        }
-#pragma unroll
-        for (int u = 0; u < B_UNITS; ++u) {
-            const int n = n0 + 4 * b_quad[u];
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const size_t kr = (size_t)(k0 + 2 * b_pair[u] + r);
-                b_next[u][r] = n < co ? *reinterpret_cast<const float4*>(&weights[kr * co + n])
-                                      : zero;
+            for (int i = 0; i < A_ROWS; ++i) {
+                const size_t pixel = conv_input_pixel(row_b[i], row_y[i], row_x[i], next_ky,
+                                                      next_kx, in_h, in_w, stride, pad, upsample);
+                a_source[i] = row_ok[i] ? input + pixel * ci + 8 * part : input;
             }
         }
+        const int a_to = write_stage * A_STAGE_BYTES + copy_offset;
+        const int b_to = write_stage * B_STAGE_BYTES + copy_offset;
+#pragma unroll
+        for (int i = 0; i < A_ROWS; ++i) {
+            cp_async_16(a_ring, a_to + i * ROW_STEP * ROW_BYTES,
+                        a_source[i] + (row_ok[i] ? next_c : 0), row_ok[i]);
+        }
+#pragma unroll
+        for (int i = 0; i < B_ROWS; ++i) {
+            cp_async_16(b_ring, b_to + i * ROW_STEP * ROW_BYTES, b_source[i], b_ok[i]);
+            if (b_ok[i]) b_source[i] += TC_K;
+        }
+        next_c += TC_K;
+        if (next_c == ci) {
+            next_c = 0;
+            if (++next_kx == k) {
+                next_kx = 0;
+                ++next_ky;
+            }
+        }
+        ++next_tile;
+        write_stage = write_stage == TC_STAGES - 1 ? 0 : write_stage + 1;
     };
 
-    load_tile(0);
-    for (int k0 = 0; k0 < reduction; k0 += TC_K) {
+    // Every thread commits one group per tile slot, empty past the last tile, so that waiting
+    // for all but the newest TC_STAGES - 2 groups always means this tile's has landed.
 #pragma unroll
-        for (int i = 0; i < A_ROWS; ++i) {
-            const float4 v = a_next[i];
-            unsigned int* to = reinterpret_cast<unsigned int*>(&a_tile[a_row + 16 * i][4 * a_quad]);
-            to[0] = bf16_pair(v.x, v.y);
-            to[1] = bf16_pair(v.z, v.w);
-        }
-#pragma unroll
-        for (int u = 0; u < B_UNITS; ++u) {
-            const float4 low = b_next[u][0], high = b_next[u][1];
-            const int n = 4 * b_quad[u], kk = 2 * b_pair[u];
-            *reinterpret_cast<unsigned int*>(&b_tile[n][kk]) = bf16_pair(low.x, high.x);
-            *reinterpret_cast<unsigned int*>(&b_tile[n + 1][kk]) = bf16_pair(low.y, high.y);
-            *reinterpret_cast<unsigned int*>(&b_tile[n + 2][kk]) = bf16_pair(low.z, high.z);
-            *reinterpret_cast<unsigned int*>(&b_tile[n + 3][kk]) = bf16_pair(low.w, high.w);
-        }
+    for (int s = 0; s < TC_STAGES - 1; ++s) {
+        if (next_tile < tiles) copy_next_tile();
+        cp_async_commit();
+    }
+    // The lane's row (A) or channel (B) and k offset in ldmatrix's four 8x8 matrices: A's are
+    // rows 0-7 and 8-15 at k 0, then at k 8 (a[0..3]); B's are k 0 and 8 of channels 0-7,
+    // then of channels 8-15 (b[j][0..1], b[j + 1][0..1]).
+    const int a_lane_row = lane % 16, a_lane_k = (lane / 16) * 8;
+    const int b_lane_row = lane % 8 + (lane / 16) * 8, b_lane_k = (lane / 8 % 2) * 8;
+    const int a_lane_offset = (warp_m + a_lane_row) * ROW_BYTES + 2 * a_lane_k;
+    const int b_lane_offset = (warp_n + b_lane_row) * ROW_BYTES + 2 * b_lane_k;
+    int read_stage = 0;
+    for (int tile = 0; tile < tiles; ++tile) {
+        cp_async_wait<TC_STAGES - 2>();
+        // After it every thread's copies of this tile are visible, and every warp is done with
+        // the stage the copy below overwrites (the last tile's).
         __syncthreads();
-        if (k0 + TC_K < reduction) load_tile(k0 + TC_K);
+        if (next_tile < tiles) copy_next_tile();
+        cp_async_commit();
+        const int a_stage = read_stage * A_STAGE_BYTES + a_lane_offset;
+        const int b_stage = read_stage * B_STAGE_BYTES + b_lane_offset;
 #pragma unroll
         for (int t = 0; t < TC_K; t += 16) {
-            unsigned int a[2][4], b[MMA_N][2];
+            unsigned int a[MMA_M][4], b[MMA_N][2];
 #pragma unroll
-            for (int i = 0; i < 2; ++i) {
-                const int r = warp_m + 16 * i + group;
-                a[i][0] = pair(&a_tile[r][t + 2 * in_group]);
-                a[i][1] = pair(&a_tile[r + 8][t + 2 * in_group]);
-                a[i][2] = pair(&a_tile[r][t + 2 * in_group + 8]);
-                a[i][3] = pair(&a_tile[r + 8][t + 2 * in_group + 8]);
+            for (int i = 0; i < MMA_M; ++i)
+                ldmatrix_x4(a[i], a_ring, a_stage + 16 * i * ROW_BYTES + 2 * t);
+#pragma unroll
+            for (int j = 0; j < MMA_N; j += 2) {
+                unsigned int quad[4];
+                ldmatrix_x4(quad, b_ring, b_stage + 8 * j * ROW_BYTES + 2 * t);
+                b[j][0] = quad[0];
+                b[j][1] = quad[1];
+                b[j + 1][0] = quad[2];
+                b[j + 1][1] = quad[3];
             }
 #pragma unroll
-            for (int j = 0; j < MMA_N; ++j) {
-                const int n = warp_n + 8 * j + group;
-                b[j][0] = pair(&b_tile[n][t + 2 * in_group]);
-                b[j][1] = pair(&b_tile[n][t + 2 * in_group + 8]);
-            }
-#pragma unroll
-            for (int i = 0; i < 2; ++i)
+            for (int i = 0; i < MMA_M; ++i)
 #pragma unroll
                 for (int j = 0; j < MMA_N; ++j) mma_m16n8k16_bf16(acc[i][j], a[i], b[j]);
         }
-        __syncthreads();
+        read_stage = read_stage == TC_STAGES - 1 ? 0 : read_stage + 1;
     }
     // Accumulator layout: d0,d1 at (group, 2*in_group + {0,1}); d2,d3 eight rows below.
+    const int group = lane / 4, in_group = lane % 4;
 #pragma unroll
-    for (int i = 0; i < 2; ++i)
+    for (int i = 0; i < MMA_M; ++i)
 #pragma unroll
         for (int j = 0; j < MMA_N; ++j)
 #pragma unroll
@@ -252,20 +267,23 @@ __device__ __forceinline__ void conv_gemm_bf16_tc(
 }
 
 // The entry points: (input, weights, bias, output, batch, in_h, in_w, ci, out_h, out_w, co, k,
-// stride, pad, upsample); grid (pixel tiles of 64, channel tiles of TILE_N).
-#define CONV_GEMM_ENTRY(name, body, threads, TILE_N)                                            \
+// stride, pad, upsample); grid (pixel tiles of TILE_M or TC_TILE_M, channel tiles of TILE_N).
+// The fp32 GEMMs read f32 activations and [ky][kx][ci][co] f32 weights; the tensor-core GEMMs
+// BF16 activations and [co][ky][kx][ci] BF16 weights.
+#define CONV_GEMM_ENTRY(name, element, threads, body)                                           \
     extern "C" __global__ void __launch_bounds__(threads) name(                                 \
-        const float* __restrict__ input, const float* __restrict__ weights,                     \
+        const element* __restrict__ input, const element* __restrict__ weights,                 \
         const float* __restrict__ bias, float* __restrict__ output, int batch, int in_h,        \
         int in_w, int ci, int out_h, int out_w, int co, int k, int stride, int pad,             \
         int upsample) {                                                                         \
-        body<TILE_N>(input, weights, bias, output, batch, in_h, in_w, ci, out_h, out_w, co, k,  \
-                     stride, pad, upsample);                                                    \
+        body(input, weights, bias, output, batch, in_h, in_w, ci, out_h, out_w, co, k, stride,  \
+             pad, upsample);                                                                    \
     }
-CONV_GEMM_ENTRY(conv2d_f32, conv_gemm_f32, 256, 64)
-CONV_GEMM_ENTRY(conv2d_f32_n32, conv_gemm_f32, 256, 32)
-CONV_GEMM_ENTRY(conv2d_bf16_tc, conv_gemm_bf16_tc, 128, 64)
-CONV_GEMM_ENTRY(conv2d_bf16_tc_n32, conv_gemm_bf16_tc, 128, 32)
+CONV_GEMM_ENTRY(conv2d_f32, float, 256, conv_gemm_f32<64>)
+CONV_GEMM_ENTRY(conv2d_f32_n32, float, 256, conv_gemm_f32<32>)
+// 64 channels: warps of 64 x 32 (2 x 2); 32 channels: warps of 32 x 32 (4 x 1).
+CONV_GEMM_ENTRY(conv2d_bf16_tc, unsigned short, TC_THREADS, (conv_gemm_bf16_tc<64, 2>))
+CONV_GEMM_ENTRY(conv2d_bf16_tc_n32, unsigned short, TC_THREADS, (conv_gemm_bf16_tc<32, 4>))
 
 // Direct convolution for the image-facing layers (stride 1, no upsampling): the first, 3 -> 32
 // channels, and the last, 32 -> 3, both 9x9. As a GEMM their 3 channels fill 3 of a tile's 64

@@ -168,14 +168,44 @@ class Scheduler {
 struct Warp {
     unsigned int a[32][4];
     unsigned int b[32][2];
+    const unsigned char* rows[32];
     Scheduler::Group lanes;
+};
+
+// One thread's asynchronous copies (cp.async) of 16 bytes: issued, grouped at each commit, and
+// performed only when the thread waits for their group. A copy from no source writes zeros.
+struct AsyncCopies {
+    struct Copy {
+        void* shared;
+        const void* global;
+    };
+    std::vector<Copy> open;
+    std::vector<std::vector<Copy>> committed;
+
+    void commit() {
+        committed.push_back(std::move(open));
+        open.clear();
+    }
+
+    void land_all_but(int pending) {
+        while ((int)committed.size() > pending) {
+            for (const Copy& copy : committed.front()) {
+                if (copy.global)
+                    std::memcpy(copy.shared, copy.global, 16);
+                else
+                    std::memset(copy.shared, 0, 16);
+            }
+            committed.erase(committed.begin());
+        }
+    }
 };
 
 struct Block {
     Scheduler scheduler;
     Scheduler::Group threads;
     std::vector<std::unique_ptr<Warp>> warps;
-    explicit Block(int count) : scheduler(count) {
+    std::vector<AsyncCopies> copies;
+    explicit Block(int count) : scheduler(count), copies(count) {
         for (int t = 0; t < count; ++t) threads.members.push_back(t);
         for (int w = 0; w < (count + 31) / 32; ++w) {
             warps.push_back(std::make_unique<Warp>());
@@ -189,6 +219,7 @@ inline Block* block = nullptr;
 
 inline int lane() { return block->scheduler.running() % 32; }
 inline Warp& this_warp() { return *block->warps[block->scheduler.running() / 32]; }
+inline AsyncCopies& this_thread_copies() { return block->copies[block->scheduler.running()]; }
 
 // Meets the other lanes of this thread's warp.
 inline void meet_warp() { block->scheduler.meet(this_warp().lanes); }
@@ -211,6 +242,8 @@ void launch(dim3 grid, dim3 threads, Kernel kernel, Args... args) {
         for (unsigned int by = 0; by < grid.y; ++by)
             for (unsigned int bx = 0; bx < grid.x; ++bx) {
                 blockIdx = {bx, by, bz};
+                // Copies a block never waited for die with it.
+                for (AsyncCopies& copies : current.copies) copies = AsyncCopies{};
                 current.scheduler.run(body);
             }
     block = nullptr;

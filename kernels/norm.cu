@@ -87,10 +87,14 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS) norm_finalize(
     scale_shift[2 * i + 1] = (float)(beta[ch] - mean * scale);
 }
 
-// y = x * scale + shift, then ReLU (mode 1) or + residual (mode 2), in place.
+// y = x * scale + shift, then ReLU (mode 1) or + residual (mode 2); written back into x when
+// `in_place` is set, and as BF16 rounded to nearest even into bf16_out when it is not null (the
+// next convolution's input when that runs on the tensor cores). The engine leaves x as it was
+// where only a tensor-core convolution reads y.
 extern "C" __global__ void norm_apply(
     float* __restrict__ x, const float* __restrict__ scale_shift,
-    const float* __restrict__ residual, size_t count, int hw, int c, int mode) {
+    const float* __restrict__ residual, unsigned short* __restrict__ bf16_out, size_t count,
+    int hw, int c, int mode, int in_place) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= count) return;
     const int ch = (int)(i % c);
@@ -99,5 +103,6 @@ extern "C" __global__ void norm_apply(
     float y = fmaf(x[i], ss[0], ss[1]);
     if (mode == 1) y = fmaxf(y, 0.f);
     if (mode == 2) y += residual[i];
-    x[i] = y;
+    if (in_place) x[i] = y;
+    if (bf16_out) bf16_out[i] = to_bf16(y);
 }

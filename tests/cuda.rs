@@ -71,7 +71,7 @@ impl KernelBackend for Device {
         height: usize,
         width: usize,
         residual: Option<&[f32]>,
-    ) -> Vec<f32> {
+    ) -> (Vec<f32>, Vec<u16>) {
         self.fp32
             .run_instance_norm(norm, input, height, width, residual)
             .unwrap()

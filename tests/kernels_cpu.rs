@@ -1,23 +1,26 @@
 //! The CUDA kernels' own source, run on the CPU in CI without a GPU: kernels/*.cu built as C++
 //! against kernels/emulation.h (blocks one at a time, a block's threads as real threads taking
-//! turns at every barrier, `mma.sync` through common.cuh's CPU twin of its fragment layouts),
-//! launched with the engine's own launch shapes, and compared with the CPU engine's layers:
-//! every kind of convolution in both precisions, InstanceNorm with ReLU and with a residual,
-//! and the frame conversion. Two mutants of conv.cu (a wrong fragment index, a missing
-//! barrier) must fail the same comparison, and the kernels' accesses must stay inside their
-//! buffers under AddressSanitizer. The build needs a C++20 compiler (`c++`, or `CXX`) with its
-//! AddressSanitizer runtime.
+//! turns at every barrier; `mma.sync`, `ldmatrix` and `cp.async` through common.cuh's CPU
+//! twins of their fragment layouts and completion rules), launched with the engine's own
+//! launch shapes, and compared with the CPU engine's layers: every kind of convolution in both
+//! precisions, InstanceNorm with ReLU and with a residual, and the frame conversion. Three
+//! mutants of conv.cu (a wrong fragment index, a missing barrier, a tile read before its
+//! asynchronous copies land) must fail the same comparison, and the kernels' accesses must
+//! stay inside their buffers under AddressSanitizer. The build needs a C++20 compiler (`c++`,
+//! or `CXX`) with its AddressSanitizer runtime.
 
 mod common;
 
 use common::kernel_checks::*;
 use common::*;
 use libloading::{Library, Symbol};
+use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use stylemill::engine::cpu::CpuEngine;
 use stylemill::engine::cuda::{
-    conv_launch, norm_launch, pack_weights, uses_tensor_cores, LaunchShape,
+    conv_launch, norm_launch, pack_weights, pack_weights_bf16, to_bf16, uses_tensor_cores,
+    LaunchShape,
 };
 use stylemill::engine::{Engine, EngineError, Precision};
 use stylemill::frame::{Frame, FrameSize};
@@ -101,13 +104,14 @@ fn mutant(dir: &Path, from: &str, to: &str) -> Library {
     build(&kernels, &dir.join("mutant.so"))
 }
 
+/// Input and weights are f32, or BF16 for the tensor-core GEMMs.
 type ConvEntry = unsafe extern "C" fn(
     i32,
     u32,
     u32,
     u32,
-    *const f32,
-    *const f32,
+    *const c_void,
+    *const c_void,
     *const f32,
     *mut f32,
     *const i32,
@@ -128,7 +132,17 @@ impl KernelBackend for Emulated<'_> {
     ) -> (Vec<f32>, usize, usize) {
         let plan = conv_launch(conv, 1, height, width, tensor_cores);
         let (oh, ow) = plan.out;
-        let weights = pack_weights(conv);
+        // A tensor-core layer's input is BF16 in the engine, written by the InstanceNorm before
+        // it as its f32 result rounded (checked exactly by the InstanceNorm test).
+        let (bf16_input, bf16_weights, f32_weights);
+        let (input, weights): (*const c_void, *const c_void) = if plan.kernel.uses_tensor_cores() {
+            bf16_input = to_bf16(input);
+            bf16_weights = pack_weights_bf16(conv);
+            (bf16_input.as_ptr().cast(), bf16_weights.as_ptr().cast())
+        } else {
+            f32_weights = pack_weights(conv);
+            (input.as_ptr().cast(), f32_weights.as_ptr().cast())
+        };
         let mut output = vec![f32::NAN; oh * ow * conv.out_channels];
         // SAFETY: the entry point's signature is ConvEntry; the buffers hold the launch's shapes.
         unsafe {
@@ -138,8 +152,8 @@ impl KernelBackend for Emulated<'_> {
                 plan.shape.grid.0,
                 plan.shape.grid.1,
                 plan.shape.threads,
-                input.as_ptr(),
-                weights.as_ptr(),
+                input,
+                weights,
                 conv.bias.as_ptr(),
                 output.as_mut_ptr(),
                 plan.ints.as_ptr(),
@@ -155,13 +169,14 @@ impl KernelBackend for Emulated<'_> {
         height: usize,
         width: usize,
         residual: Option<&[f32]>,
-    ) -> Vec<f32> {
+    ) -> (Vec<f32>, Vec<u16>) {
         let channels = norm.weight.len();
         let plan = norm_launch(1, height, width, channels);
         let (hw, c) = ((height * width) as i32, channels as i32);
         let mut partial = vec![f64::NAN; plan.segments * 2 * channels];
         let mut scale_shift = vec![f32::NAN; 2 * channels];
         let mut x = input.to_vec();
+        let mut bf16 = vec![0xffffu16; x.len()];
         let mode = if residual.is_some() { 2 } else { 1 };
         // SAFETY: the entry points' signatures are these types; buffers fit the plan.
         unsafe {
@@ -197,13 +212,15 @@ impl KernelBackend for Emulated<'_> {
                 x.as_mut_ptr(),
                 scale_shift.as_ptr(),
                 residual.unwrap_or(&scale_shift).as_ptr(),
-                x.len(),
+                bf16.as_mut_ptr(),
+                bf16.len(),
                 hw,
                 c,
                 mode,
+                1,
             );
         }
-        x
+        (x, bf16)
     }
 
     // Small odd sizes, as the emulation runs every thread of every block; the narrow layers
@@ -281,20 +298,33 @@ fn the_kernels_stay_inside_their_buffers_under_address_sanitizer() {
 }
 
 #[test]
-fn a_wrong_fragment_index_and_a_missing_barrier_are_caught() {
+fn a_wrong_fragment_index_a_missing_barrier_and_a_tile_read_before_it_lands_are_caught() {
     let net = load_style("mosaic").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // The B fragment's second register holds rows 2t + 8 and 2t + 9: read rows 2t, 2t + 1
-    // again instead.
-    let wrong_fragment = mutant(
-        &dir.path().join("fragment"),
-        "b[j][1] = pair(&b_tile[n][t + 2 * in_group + 8]);",
-        "b[j][1] = pair(&b_tile[n][t + 2 * in_group]);",
+    let tensor_core_kernel_caught = |name: &str, from: &str, to: &str| {
+        let library = mutant(&dir.path().join(name), from, to);
+        conv_differences(&mut Emulated(&library), &net)
+            .iter()
+            .any(|(_, _, bf16)| *bf16 > BF16_TOLERANCE)
+    };
+    // B's second fragment register holds k 8..15 of its channels: read k 0..7 again instead.
+    assert!(
+        tensor_core_kernel_caught(
+            "fragment",
+            "b_lane_k = (lane / 8 % 2) * 8;",
+            "b_lane_k = 0;"
+        ),
+        "a wrong B fragment index went unnoticed"
     );
-    let caught = conv_differences(&mut Emulated(&wrong_fragment), &net)
-        .iter()
-        .any(|(_, _, bf16)| *bf16 > BF16_TOLERANCE);
-    assert!(caught, "a wrong B fragment index went unnoticed");
+    // Waiting for one cp.async group too few: a tile is read before its copies have landed.
+    assert!(
+        tensor_core_kernel_caught(
+            "early-read",
+            "cp_async_wait<TC_STAGES - 2>();",
+            "cp_async_wait<TC_STAGES - 1>();"
+        ),
+        "a tile read before its cp.async copies landed went unnoticed"
+    );
     // The fp32 kernel without the barrier between staging a tile and reading it.
     let missing_barrier = mutant(
         &dir.path().join("barrier"),
@@ -320,8 +350,19 @@ type FinalizeEntry = unsafe extern "C" fn(
     i32,
     i32,
 );
-type ApplyEntry =
-    unsafe extern "C" fn(u32, u32, *mut f32, *const f32, *const f32, usize, i32, i32, i32);
+type ApplyEntry = unsafe extern "C" fn(
+    u32,
+    u32,
+    *mut f32,
+    *const f32,
+    *const f32,
+    *mut u16,
+    usize,
+    i32,
+    i32,
+    i32,
+    i32,
+);
 
 #[test]
 fn instance_norm_matches_the_cpu_engine_with_relu_and_with_a_residual() {
@@ -408,7 +449,7 @@ impl EmulatedNetwork {
         let tensor_cores = uses_tensor_cores(conv, self.precision);
         let (y, oh, ow) = kernels.conv(conv, x, h, w, tensor_cores);
         match norm {
-            Some(norm) => (kernels.instance_norm(norm, &y, oh, ow, residual), oh, ow),
+            Some(norm) => (kernels.instance_norm(norm, &y, oh, ow, residual).0, oh, ow),
             None => (y, oh, ow),
         }
     }

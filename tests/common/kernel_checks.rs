@@ -6,6 +6,7 @@
 
 use super::{max_relative_difference, noise};
 use stylemill::engine::cpu;
+use stylemill::engine::cuda::to_bf16;
 use stylemill::model::{Conv, Norm, TransformerNet};
 
 /// FP32 within 1e-5 of the CPU engine; BF16 operands within 2e-2.
@@ -25,7 +26,8 @@ pub trait KernelBackend {
         tensor_cores: bool,
     ) -> (Vec<f32>, usize, usize);
 
-    /// InstanceNorm of an HWC map with its ReLU, or with `residual` added.
+    /// InstanceNorm of an HWC map with its ReLU, or with `residual` added: the f32 result, and
+    /// the BF16 copy written for a tensor-core convolution after it.
     fn instance_norm(
         &mut self,
         norm: &Norm,
@@ -33,7 +35,7 @@ pub trait KernelBackend {
         height: usize,
         width: usize,
         residual: Option<&[f32]>,
-    ) -> Vec<f32>;
+    ) -> (Vec<f32>, Vec<u16>);
 
     /// Sizes to run a convolution with `channels` input channels at.
     fn conv_sizes(&self, channels: usize) -> Vec<(usize, usize)>;
@@ -106,7 +108,8 @@ pub fn assert_convolutions_match(backend: &mut dyn KernelBackend, net: &Transfor
 }
 
 /// InstanceNorm with ReLU and with a residual, on the network's 32, 64 and 128 channels and on
-/// counts that do not divide a block's 256 threads or exceed them, as a custom network may have.
+/// counts that do not divide a block's 256 threads or exceed them, as a custom network may have;
+/// its BF16 copy is exactly the f32 result rounded to nearest even.
 pub fn assert_instance_norms_match(backend: &mut dyn KernelBackend, net: &TransformerNet) {
     let unusual = [96, 320].map(|channels| Norm {
         weight: noise(channels, 3, 2.0),
@@ -119,11 +122,16 @@ pub fn assert_instance_norms_match(backend: &mut dyn KernelBackend, net: &Transf
             let residual = noise(height * width * channels, 7, 10.0);
             for skip in [None, Some(residual.as_slice())] {
                 let expected = cpu::run_instance_norm(norm, &input, height, width, skip);
-                let got = backend.instance_norm(norm, &input, height, width, skip);
+                let (got, got_bf16) = backend.instance_norm(norm, &input, height, width, skip);
                 let difference = max_relative_difference(&got, &expected);
                 assert!(
                     difference <= NORM_TOLERANCE,
                     "{channels} channels at {height}x{width}, residual {}: {difference}",
+                    skip.is_some()
+                );
+                assert!(
+                    got_bf16 == to_bf16(&got),
+                    "{channels} channels at {height}x{width}, residual {}: the BF16 copy is not the result rounded",
                     skip.is_some()
                 );
             }

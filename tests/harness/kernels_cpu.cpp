@@ -7,24 +7,46 @@
 #include "norm.cu"
 #include "frame.cu"
 
+#include <tuple>
+#include <type_traits>
+
 using emulation::launch;
+
+// A kernel's parameter types, as a tuple.
+template <typename Kernel>
+struct Arguments;
+template <typename... Parameters>
+struct Arguments<void (*)(Parameters...)> {
+    using type = std::tuple<Parameters...>;
+};
 
 // Only the entry points are exported (the build hides everything else), so that harnesses
 // built from other sources and loaded beside this one never share its kernels or globals.
 #define ENTRY extern "C" __attribute__((visibility("default")))
 
 // kernel: the engine's ConvKernel (0 fp32 GEMM, 1 tensor-core GEMM, 2 and 3 direct, 4 and 5
-// the GEMMs with 32-wide channel tiles); ints: batch, in_h, in_w, ci, out_h, out_w, co, k,
-// stride, pad, upsample.
+// the GEMMs with 32-wide channel tiles); input and weights: f32, or BF16 for the tensor-core
+// GEMMs (1 and 5); ints: batch, in_h, in_w, ci, out_h, out_w, co, k, stride, pad, upsample.
 ENTRY void emu_conv2d(int kernel_number, unsigned grid_x, unsigned grid_y, unsigned threads,
-                const float* input, const float* weights, const float* bias, float* output,
-                const int* n) {
-    decltype(&conv2d_f32) kernels[] = {conv2d_f32,         conv2d_bf16_tc,
-                                       conv2d_direct_to32, conv2d_direct_to3,
-                                       conv2d_f32_n32,     conv2d_bf16_tc_n32};
-    auto kernel = kernels[kernel_number];
-    launch(dim3{grid_x, grid_y, 1}, dim3{threads, 1, 1}, kernel, input, weights, bias, output,
-           n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]);
+                      const void* input, const void* weights, const float* bias, float* output,
+                      const int* n) {
+    const auto run = [&](auto kernel) {
+        using Element = std::remove_cv_t<std::remove_pointer_t<
+            std::tuple_element_t<0, typename Arguments<decltype(kernel)>::type>>>;
+        launch(dim3{grid_x, grid_y, 1}, dim3{threads, 1, 1}, kernel,
+               static_cast<const Element*>(input), static_cast<const Element*>(weights), bias,
+               output, n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]);
+    };
+    switch (kernel_number) {
+        case 0: return run(conv2d_f32);
+        case 1: return run(conv2d_bf16_tc);
+        case 2: return run(conv2d_direct_to32);
+        case 3: return run(conv2d_direct_to3);
+        case 4: return run(conv2d_f32_n32);
+        case 5: return run(conv2d_bf16_tc_n32);
+    }
+    std::fprintf(stderr, "emu_conv2d: no kernel number %d\n", kernel_number);
+    std::abort();
 }
 
 ENTRY void emu_norm_partial_sums(unsigned grid_x, unsigned grid_y, unsigned threads, const float* x,
@@ -41,9 +63,10 @@ ENTRY void emu_norm_finalize(unsigned grid_x, unsigned threads, const double* pa
 }
 
 ENTRY void emu_norm_apply(unsigned grid_x, unsigned threads, float* x, const float* scale_shift,
-                    const float* residual, size_t count, int hw, int c, int mode) {
-    launch(dim3{grid_x, 1, 1}, dim3{threads, 1, 1}, norm_apply, x, scale_shift, residual, count,
-           hw, c, mode);
+                          const float* residual, unsigned short* bf16_out, size_t count, int hw,
+                          int c, int mode, int in_place) {
+    launch(dim3{grid_x, 1, 1}, dim3{threads, 1, 1}, norm_apply, x, scale_shift, residual,
+           bf16_out, count, hw, c, mode, in_place);
 }
 
 ENTRY void emu_rgb8_to_f32(unsigned grid_x, unsigned threads, const unsigned char* src, float* dst,

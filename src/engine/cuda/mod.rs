@@ -1,9 +1,10 @@
 //! The CUDA engine: the style network on NVIDIA GPUs with stylemill's own kernels (no cuDNN,
-//! no cuBLAS), loaded with cudarc. Activations stay NHWC f32 on the device; convolutions are
-//! implicit GEMMs (fp32, or BF16 tensor cores for `--precision fast`), InstanceNorm is a
-//! deterministic two-stage reduction fused with its ReLU or residual add, and frames are
-//! converted to and from 8-bit on the GPU. Frames are processed in batches through pinned host
-//! buffers.
+//! no cuBLAS), loaded with cudarc. Activations stay NHWC on the device; convolutions are
+//! implicit GEMMs (fp32, or BF16 tensor cores for `--precision fast`, which read BF16
+//! activations and weights packed once at load), InstanceNorm is a deterministic two-stage
+//! reduction fused with its ReLU or residual add (and writing the next tensor-core layer's BF16
+//! input), and frames are converted to and from 8-bit on the GPU. Frames are processed in
+//! batches through pinned host buffers.
 
 mod clock;
 pub mod kernels;
@@ -52,10 +53,55 @@ struct Functions {
 
 struct DeviceConv {
     conv: Conv,
-    /// Packed [ky][kx][ci][co].
-    weights: CudaSlice<f32>,
+    weights: DeviceWeights,
     bias: CudaSlice<f32>,
+    /// Whether the precision asks for tensor cores (the layer gets them if its kernel has them).
     tensor_cores: bool,
+}
+
+/// A convolution's weights, packed once at load as its kernel reads them.
+enum DeviceWeights {
+    /// [ky][kx][ci][co] f32 ([`pack_weights`]), for the fp32 and direct kernels.
+    F32(CudaSlice<f32>),
+    /// [co][ky][kx][ci] BF16 ([`pack_weights_bf16`]), for the tensor-core GEMMs.
+    Bf16(CudaSlice<u16>),
+}
+
+impl DeviceConv {
+    fn new(
+        stream: &Arc<CudaStream>,
+        conv: &Conv,
+        tensor_cores: bool,
+    ) -> Result<DeviceConv, cudarc::driver::DriverError> {
+        let weights = if ConvKernel::for_layer(conv, tensor_cores).uses_tensor_cores() {
+            DeviceWeights::Bf16(stream.clone_htod(&pack_weights_bf16(conv))?)
+        } else {
+            DeviceWeights::F32(stream.clone_htod(&pack_weights(conv))?)
+        };
+        Ok(DeviceConv {
+            conv: conv.clone(),
+            weights,
+            bias: stream.clone_htod(&conv.bias)?,
+            tensor_cores,
+        })
+    }
+
+    fn kernel(&self) -> ConvKernel {
+        ConvKernel::for_layer(&self.conv, self.tensor_cores)
+    }
+}
+
+/// A convolution's input, NHWC: f32, or BF16 for the tensor-core GEMMs.
+#[derive(Clone, Copy)]
+enum Activations<'a> {
+    F32(&'a CudaSlice<f32>),
+    Bf16(&'a CudaSlice<u16>),
+}
+
+/// Where an InstanceNorm's result goes: back into its input (f32), and as BF16 into a buffer.
+struct NormOutput<'a> {
+    in_place: bool,
+    bf16: Option<&'a mut CudaSlice<u16>>,
 }
 
 struct DeviceNorm {
@@ -71,6 +117,9 @@ struct Work {
     a: CudaSlice<f32>,
     b: CudaSlice<f32>,
     c: CudaSlice<f32>,
+    /// The tensor-core convolutions' BF16 inputs: the one the next reads, and the one the
+    /// InstanceNorm before it writes (empty in fp32 mode).
+    bf16: [CudaSlice<u16>; 2],
     partial: CudaSlice<f64>,
     scale_shift: CudaSlice<f32>,
     host_in: PinnedHostSlice<u8>,
@@ -198,13 +247,10 @@ impl ConvKernel {
 
     /// The kernel for `conv`: a direct one where the layer is one of the image-facing shapes
     /// they are written for (always fp32), else the GEMM in the precision asked for, where the
-    /// tensor-core GEMM takes the layer (its k-tiles are 32 channels of one tap, and it loads
-    /// weights 4 output channels at a time).
+    /// tensor-core GEMM takes the layer (its k-tiles are 32 channels of one tap).
     pub fn for_layer(conv: &Conv, tensor_cores: bool) -> ConvKernel {
         let direct = conv.kernel == 9 && conv.stride == 1 && !conv.upsample;
-        let tensor_cores = tensor_cores
-            && conv.in_channels.is_multiple_of(32)
-            && conv.out_channels.is_multiple_of(4);
+        let tensor_cores = tensor_cores && conv.in_channels.is_multiple_of(32);
         match (conv.in_channels, conv.out_channels) {
             (3, 32) if direct => ConvKernel::DirectTo32,
             (ci, 3) if direct && ci % 4 == 0 => ConvKernel::DirectTo3,
@@ -217,7 +263,7 @@ impl ConvKernel {
         }
     }
 
-    fn uses_tensor_cores(self) -> bool {
+    pub fn uses_tensor_cores(self) -> bool {
         matches!(
             self,
             ConvKernel::GemmTensorCores | ConvKernel::GemmTensorCoresN32
@@ -234,11 +280,21 @@ impl ConvKernel {
         }
     }
 
-    /// The output channels of a GEMM block (none for the direct kernels).
-    fn channel_tile(self) -> Option<usize> {
+    /// The output pixels and channels of a GEMM block, and its k-tile (TILE_M or TC_TILE_M,
+    /// TILE_N, and TILE_K or TC_K in conv.cu); none for the direct kernels.
+    pub fn gemm_tile(self) -> Option<GemmTile> {
+        let tile = |pixels, channels, reduction| {
+            Some(GemmTile {
+                pixels,
+                channels,
+                reduction,
+            })
+        };
         match self {
-            ConvKernel::Gemm | ConvKernel::GemmTensorCores => Some(64),
-            ConvKernel::GemmN32 | ConvKernel::GemmTensorCoresN32 => Some(32),
+            ConvKernel::Gemm => tile(64, 64, 16),
+            ConvKernel::GemmN32 => tile(64, 32, 16),
+            ConvKernel::GemmTensorCores => tile(128, 64, 32),
+            ConvKernel::GemmTensorCoresN32 => tile(128, 32, 32),
             ConvKernel::DirectTo32 | ConvKernel::DirectTo3 => None,
         }
     }
@@ -254,6 +310,15 @@ impl ConvKernel {
             ConvKernel::GemmTensorCoresN32 => "conv2d_bf16_tc_n32",
         }
     }
+}
+
+/// The block tile of a GEMM kernel: output pixels x output channels, and the reduction
+/// elements one step of its main loop covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmTile {
+    pub pixels: usize,
+    pub channels: usize,
+    pub reduction: usize,
 }
 
 /// The launch of one convolution of `batch` NHWC maps of `h` x `w`.
@@ -291,11 +356,11 @@ pub fn conv_launch(
     ]
     .map(|v| v as i32);
     let kernel = ConvKernel::for_layer(conv, tensor_cores);
-    let shape = match kernel.channel_tile() {
+    let shape = match kernel.gemm_tile() {
         Some(tile) => LaunchShape {
             grid: (
-                pixels.div_ceil(64) as u32,
-                conv.out_channels.div_ceil(tile) as u32,
+                pixels.div_ceil(tile.pixels) as u32,
+                conv.out_channels.div_ceil(tile.channels) as u32,
                 1,
             ),
             threads: if kernel.uses_tensor_cores() { 128 } else { 256 },
@@ -355,7 +420,7 @@ fn launch_conv(
     stream: &Arc<CudaStream>,
     f: &Functions,
     layer: &DeviceConv,
-    src: &CudaSlice<f32>,
+    src: Activations,
     dst: &mut CudaSlice<f32>,
     batch: usize,
     h: usize,
@@ -365,11 +430,12 @@ fn launch_conv(
     let plan = conv_launch(&layer.conv, batch, h, w, layer.tensor_cores);
     let function = &f.convolutions[plan.kernel as usize];
     let mut launch = stream.launch_builder(function);
-    launch
-        .arg(src)
-        .arg(&layer.weights)
-        .arg(&layer.bias)
-        .arg(dst);
+    match (src, &layer.weights) {
+        (Activations::F32(x), DeviceWeights::F32(weights)) => launch.arg(x).arg(weights),
+        (Activations::Bf16(x), DeviceWeights::Bf16(weights)) => launch.arg(x).arg(weights),
+        _ => unreachable!("a layer's input comes in the precision of its weights"),
+    };
+    launch.arg(&layer.bias).arg(dst);
     for value in &plan.ints {
         launch.arg(value);
     }
@@ -386,6 +452,7 @@ fn launch_norm(
     norm: &DeviceNorm,
     x: &mut CudaSlice<f32>,
     residual: Option<&CudaSlice<f32>>,
+    output: NormOutput,
     partial: &mut CudaSlice<f64>,
     scale_shift: &mut CudaSlice<f32>,
     batch: usize,
@@ -430,21 +497,49 @@ fn launch_norm(
     } else {
         Then::Relu
     } as i32;
+    let in_place = output.in_place as i32;
+    let no_buffer: u64 = 0;
     let mut apply = stream.launch_builder(&f.norm_apply);
     apply
         .arg(&mut *x)
         .arg(&*scale_shift)
-        .arg(residual.unwrap_or(&*scale_shift))
+        .arg(residual.unwrap_or(&*scale_shift));
+    match output.bf16 {
+        Some(bf16) => apply.arg(bf16),
+        None => apply.arg(&no_buffer),
+    };
+    apply
         .arg(&count)
         .arg(&hw_i)
         .arg(&c_i)
-        .arg(&mode);
+        .arg(&mode)
+        .arg(&in_place);
     // SAFETY: as above.
     unsafe { apply.launch(plan.apply.config()) }.map_err(&error)?;
     Ok(())
 }
 
-/// Packs OIHW weights as [ky][kx][ci][co], the GEMM's K x Co operand.
+/// Floats as BF16 bits, rounded to nearest even (as conv.cu's `to_bf16`).
+pub fn to_bf16(values: &[f32]) -> Vec<u16> {
+    values
+        .iter()
+        .map(|&v| half::bf16::from_f32(v).to_bits())
+        .collect()
+}
+
+/// Packs OIHW weights as BF16 [co][ky][kx][ci], the tensor-core GEMM's Co x K operand.
+pub fn pack_weights_bf16(conv: &Conv) -> Vec<u16> {
+    let (ci, k) = (conv.in_channels, conv.kernel);
+    let packed: Vec<f32> = (0..conv.out_channels)
+        .flat_map(|o| {
+            (0..k * k)
+                .flat_map(move |tap| (0..ci).map(move |i| conv.weight[(o * ci + i) * k * k + tap]))
+        })
+        .collect();
+    to_bf16(&packed)
+}
+
+/// Packs OIHW weights as [ky][kx][ci][co], the fp32 GEMM's K x Co operand.
 pub fn pack_weights(conv: &Conv) -> Vec<f32> {
     let (ci, co, k) = (conv.in_channels, conv.out_channels, conv.kernel);
     let mut packed = vec![0.0; k * k * ci * co];
@@ -526,12 +621,7 @@ impl CudaEngine {
             crop_f32: take("crop_f32"),
         };
         let upload_conv = |conv: &Conv| -> Result<DeviceConv, EngineError> {
-            Ok(DeviceConv {
-                conv: conv.clone(),
-                weights: stream.clone_htod(&pack_weights(conv)).map_err(&error)?,
-                bias: stream.clone_htod(&conv.bias).map_err(&error)?,
-                tensor_cores: uses_tensor_cores(conv, precision),
-            })
+            DeviceConv::new(&stream, conv, uses_tensor_cores(conv, precision)).map_err(&error)
         };
         let upload_norm = |norm: &Norm| -> Result<DeviceNorm, EngineError> {
             Ok(DeviceNorm {
@@ -571,12 +661,24 @@ impl CudaEngine {
         })
     }
 
+    /// Whether any layer runs on the tensor cores (then the BF16 activation buffers exist).
+    fn any_tensor_cores(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|(layer, _)| layer.kernel().uses_tensor_cores())
+    }
+
     /// Device bytes a batch of `frames` frames of `size` needs.
-    fn bytes_needed(size: FrameSize, frames: usize) -> usize {
+    fn bytes_needed(&self, size: FrameSize, frames: usize) -> usize {
         let padded = size.width.div_ceil(4) * 4 * size.height.div_ceil(4) * 4;
-        let activations = 3 * padded * WIDEST_CHANNELS * 4;
+        let f32_activations = 3 * padded * WIDEST_CHANNELS * 4;
+        let bf16_activations = if self.any_tensor_cores() {
+            2 * padded * WIDEST_CHANNELS * 2
+        } else {
+            0
+        };
         let io = size.rgb_bytes() * (1 + 4);
-        frames * (activations + io)
+        frames * (f32_activations + bf16_activations + io)
     }
 
     /// Makes sure the buffers hold a batch of `frames` frames of `size`, checking free memory
@@ -595,7 +697,7 @@ impl CudaEngine {
         // The old buffers are freed on the stream: wait for that before asking what is free.
         self.stream.synchronize().map_err(&error)?;
         let (free, _) = self.ctx.mem_get_info().map_err(&error)?;
-        let needed = Self::bytes_needed(size, frames);
+        let needed = self.bytes_needed(size, frames);
         if needed > free {
             let scale = (free as f64 / needed as f64).sqrt();
             return Err(EngineError::FrameTooLarge {
@@ -608,6 +710,11 @@ impl CudaEngine {
             });
         }
         let activation = capacity.pixels * WIDEST_CHANNELS;
+        let bf16_activation = if self.any_tensor_cores() {
+            activation
+        } else {
+            1
+        };
         let stream = &self.stream;
         // SAFETY: pinned buffers are plain bytes, fully written before they are read.
         let (host_in, host_out) = unsafe {
@@ -625,6 +732,10 @@ impl CudaEngine {
             a: stream.alloc_zeros(activation).map_err(&error)?,
             b: stream.alloc_zeros(activation).map_err(&error)?,
             c: stream.alloc_zeros(activation).map_err(&error)?,
+            bf16: [
+                stream.alloc_zeros(bf16_activation).map_err(&error)?,
+                stream.alloc_zeros(bf16_activation).map_err(&error)?,
+            ],
             partial: stream.alloc_zeros(capacity.partial).map_err(&error)?,
             scale_shift: stream.alloc_zeros(capacity.scale_shift).map_err(&error)?,
             host_in: host_in.map_err(&error)?,
@@ -646,21 +757,36 @@ impl CudaEngine {
             a,
             b,
             c,
+            bf16,
             partial,
             scale_shift,
             ..
         } = work;
         let (stream, f, ordinal) = (&self.stream, &self.functions, self.ordinal);
         let clock = &mut self.clock;
-        // A convolution, then its InstanceNorm (when the layer has one) followed by a ReLU, or
-        // by adding `residual`.
-        let mut stage = |(layer, norm): &(DeviceConv, Option<DeviceNorm>),
+        let layers = &self.layers;
+        let n = layers.len();
+        let reads_bf16 = |i: usize| i < n && layers[i].0.kernel().uses_tensor_cores();
+        // Layer i: a convolution of its input (f32 in `src`, or BF16 in bf16[0] for a
+        // tensor-core layer), then its InstanceNorm (when the layer has one) followed by a ReLU,
+        // or by adding `residual`. The normalised map is written back in f32 where a fp32
+        // kernel reads it next or a residual add later (`residual_source`), and in BF16 into
+        // bf16[1], then swapped into bf16[0], where a tensor-core layer reads it next.
+        let mut stage = |i: usize,
                          src: &CudaSlice<f32>,
                          dst: &mut CudaSlice<f32>,
                          (h, w): (usize, usize),
-                         residual: Option<&CudaSlice<f32>>|
+                         residual: Option<&CudaSlice<f32>>,
+                         residual_source: bool|
          -> Result<(usize, usize), EngineError> {
+            let (layer, norm) = &layers[i];
             let conv = &layer.conv;
+            let [current_bf16, next_bf16] = &mut *bf16;
+            let input = if reads_bf16(i) {
+                Activations::Bf16(current_bf16)
+            } else {
+                Activations::F32(src)
+            };
             let (oh, ow) = KernelClock::time(
                 clock,
                 stream,
@@ -668,7 +794,7 @@ impl CudaEngine {
                 || {
                     format!(
                         "{} {}->{} k{} s{}{} at {h}x{w}",
-                        ConvKernel::for_layer(conv, layer.tensor_cores).name(),
+                        layer.kernel().name(),
                         conv.in_channels,
                         conv.out_channels,
                         conv.kernel,
@@ -676,9 +802,14 @@ impl CudaEngine {
                         if conv.upsample { " up" } else { "" }
                     )
                 },
-                || launch_conv(stream, f, layer, src, dst, batch, h, w, ordinal),
+                || launch_conv(stream, f, layer, input, dst, batch, h, w, ordinal),
             )?;
             if let Some(norm) = norm {
+                let to_bf16 = reads_bf16(i + 1);
+                let output = NormOutput {
+                    in_place: !to_bf16 || residual_source,
+                    bf16: to_bf16.then_some(next_bf16),
+                };
                 KernelClock::time(
                     clock,
                     stream,
@@ -696,6 +827,7 @@ impl CudaEngine {
                             norm,
                             dst,
                             residual,
+                            output,
                             partial,
                             scale_shift,
                             batch,
@@ -706,23 +838,24 @@ impl CudaEngine {
                         )
                     },
                 )?;
+                if to_bf16 {
+                    bf16.swap(0, 1);
+                }
             }
             Ok((oh, ow))
         };
-        let layers = &self.layers;
-        let n = layers.len();
-        let mut hw = stage(&layers[0], input, a, (size.height, size.width), None)?;
-        hw = stage(&layers[1], a, b, hw, None)?;
-        hw = stage(&layers[2], b, a, hw, None)?;
+        let mut hw = stage(0, input, a, (size.height, size.width), None, false)?;
+        hw = stage(1, a, b, hw, None, false)?;
+        hw = stage(2, b, a, hw, None, true)?;
         // Residual blocks: a = a + in2(conv2(relu(in1(conv1(a))))).
-        for pair in layers[3..n - 3].chunks_exact(2) {
-            stage(&pair[0], a, b, hw, None)?;
-            stage(&pair[1], b, c, hw, Some(a))?;
+        for first in (3..n - 3).step_by(2) {
+            stage(first, a, b, hw, None, false)?;
+            stage(first + 1, b, c, hw, Some(a), true)?;
             std::mem::swap(a, c);
         }
-        hw = stage(&layers[n - 3], a, b, hw, None)?;
-        hw = stage(&layers[n - 2], b, a, hw, None)?;
-        stage(&layers[n - 1], a, c, hw, None)
+        hw = stage(n - 3, a, b, hw, None, false)?;
+        hw = stage(n - 2, b, a, hw, None, false)?;
+        stage(n - 1, a, c, hw, None, false)
     }
 
     /// Uploads frames (all of one size) and converts them to f32 on the device.
@@ -829,22 +962,24 @@ impl CudaEngine {
     ) -> Result<(Vec<f32>, usize, usize), EngineError> {
         let error = cuda_error(self.ordinal);
         let stream = &self.stream;
-        let source = stream.clone_htod(input).map_err(&error)?;
+        let layer = DeviceConv::new(stream, conv, self.layers[3].0.tensor_cores).map_err(&error)?;
+        let (f32_source, bf16_source);
+        let source = if layer.kernel().uses_tensor_cores() {
+            bf16_source = stream.clone_htod(&to_bf16(input)).map_err(&error)?;
+            Activations::Bf16(&bf16_source)
+        } else {
+            f32_source = stream.clone_htod(input).map_err(&error)?;
+            Activations::F32(&f32_source)
+        };
         let (oh, ow) = (conv.output_size(height), conv.output_size(width));
         let mut output = stream
             .alloc_zeros::<f32>(oh * ow * conv.out_channels)
             .map_err(&error)?;
-        let layer = DeviceConv {
-            conv: conv.clone(),
-            weights: stream.clone_htod(&pack_weights(conv)).map_err(&error)?,
-            bias: stream.clone_htod(&conv.bias).map_err(&error)?,
-            tensor_cores: self.layers[3].0.tensor_cores,
-        };
         launch_conv(
             stream,
             &self.functions,
             &layer,
-            &source,
+            source,
             &mut output,
             1,
             height,
@@ -854,7 +989,8 @@ impl CudaEngine {
         Ok((stream.clone_dtoh(&output).map_err(&error)?, oh, ow))
     }
 
-    /// InstanceNorm with a ReLU, or with `residual` added, of an HWC map (batch 1).
+    /// InstanceNorm with a ReLU, or with `residual` added, of an HWC map (batch 1): the result
+    /// in f32, and in BF16 as a tensor-core convolution after it would read it.
     pub fn run_instance_norm(
         &mut self,
         norm: &Norm,
@@ -862,7 +998,7 @@ impl CudaEngine {
         height: usize,
         width: usize,
         residual: Option<&[f32]>,
-    ) -> Result<Vec<f32>, EngineError> {
+    ) -> Result<(Vec<f32>, Vec<u16>), EngineError> {
         let error = cuda_error(self.ordinal);
         let stream = &self.stream;
         let channels = norm.weight.len();
@@ -880,12 +1016,17 @@ impl CudaEngine {
             .alloc_zeros::<f64>(segments * 2 * channels)
             .map_err(&error)?;
         let mut scale_shift = stream.alloc_zeros::<f32>(2 * channels).map_err(&error)?;
+        let mut bf16 = stream.alloc_zeros::<u16>(input.len()).map_err(&error)?;
         launch_norm(
             stream,
             &self.functions,
             &device_norm,
             &mut map,
             skip.as_ref(),
+            NormOutput {
+                in_place: true,
+                bf16: Some(&mut bf16),
+            },
             &mut partial,
             &mut scale_shift,
             1,
@@ -894,7 +1035,10 @@ impl CudaEngine {
             channels,
             self.ordinal,
         )?;
-        stream.clone_dtoh(&map).map_err(&error)
+        Ok((
+            stream.clone_dtoh(&map).map_err(&error)?,
+            stream.clone_dtoh(&bf16).map_err(&error)?,
+        ))
     }
 }
 
