@@ -120,6 +120,23 @@ inline void ldmatrix_x4(unsigned int* r, const void* shared, int offset) {
 }
 #endif
 
+// The value `v` of lane (this lane xor `lanes`), for a reduction across a warp.
+#ifndef STYLEMILL_CPU_EMULATION
+__device__ __forceinline__ double shfl_xor(double v, int lanes) {
+    return __shfl_xor_sync(0xffffffffu, v, lanes);
+}
+#else
+inline double shfl_xor(double v, int lanes) {
+    emulation::Warp& warp = emulation::this_warp();
+    const int lane = emulation::lane();
+    warp.values[lane] = v;
+    emulation::meet_warp();
+    const double partner = warp.values[lane ^ lanes];
+    emulation::meet_warp();
+    return partner;
+}
+#endif
+
 // D = A x B + D for one warp: A 16x16 and B 16x8 in BF16 (two per 32-bit register, the lower
 // index in the low half), D 16x8 in FP32; `mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32`.
 // Lane l (group g = l / 4, t = l % 4) holds A at columns 2t, 2t + 1 of row g (a[0]), row g + 8

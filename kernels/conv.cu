@@ -117,8 +117,13 @@ __device__ __forceinline__ void conv_gemm_f32(
 // and one barrier per tile orders both the ring's reuse and its reads. Fragments are read with
 // ldmatrix. Rows are padded by TC_PAD elements: 80 bytes apart, the eight 16-byte rows an
 // ldmatrix phase reads (and a cp.async phase writes) fall in distinct banks.
-// 128 threads = 4 warps, WARPS_M x (4 / WARPS_M); a block computes TC_TILE_M pixels x TILE_N
-// channels, each warp (TC_TILE_M / WARPS_M) x (TILE_N * WARPS_M / 4) of them as 16x8 MMA tiles.
+// 128 threads = 4 warps, WARPS_M x (4 / WARPS_M); a block computes TC_TILE_M pixels of one
+// image x TILE_N channels, each warp (TC_TILE_M / WARPS_M) x (TILE_N * WARPS_M / 4) of them as
+// 16x8 MMA tiles. Blocks never span two images, so that the epilogue can also sum each output
+// channel over its pixels for the InstanceNorm that follows (`partial`, when not null: per
+// block and channel, its sum and sum of squares in double, in a fixed order, in
+// norm_partial_sums' layout with one segment per block), and the norm need not read the output
+// again for its statistics.
 #define TC_TILE_M 128
 #define TC_K 32
 #define TC_PAD 8
@@ -128,9 +133,9 @@ __device__ __forceinline__ void conv_gemm_f32(
 template <int TILE_N, int WARPS_M>
 __device__ __forceinline__ void conv_gemm_bf16_tc(
     const unsigned short* __restrict__ input, const unsigned short* __restrict__ weights,
-    const float* __restrict__ bias, float* __restrict__ output,
-    int batch, int in_h, int in_w, int ci, int out_h, int out_w, int co,
-    int k, int stride, int pad, int upsample) {
+    const float* __restrict__ bias, float* __restrict__ output, double* __restrict__ partial,
+    int in_h, int in_w, int ci, int out_h, int out_w, int co, int k, int stride, int pad,
+    int upsample) {
     constexpr int WARPS_N = 4 / WARPS_M;
     constexpr int WARP_M = TC_TILE_M / WARPS_M, WARP_N = TILE_N / WARPS_N;
     constexpr int MMA_M = WARP_M / 16, MMA_N = WARP_N / 8;
@@ -141,9 +146,14 @@ __device__ __forceinline__ void conv_gemm_bf16_tc(
     // A as [m][k] and B as [n][k]: ldmatrix of either gives mma.sync's fragments.
     __shared__ __align__(16) unsigned short a_ring[TC_STAGES][TC_TILE_M][TC_K + TC_PAD];
     __shared__ __align__(16) unsigned short b_ring[TC_STAGES][TILE_N][TC_K + TC_PAD];
-    const int pixels = batch * out_h * out_w;
+    // This block's pixels: tile `tile_of_image` of image `image`, which ends before `end`.
+    const int image_pixels = out_h * out_w;
+    const int tiles_per_image = (image_pixels + TC_TILE_M - 1) / TC_TILE_M;
+    const int image = blockIdx.x / tiles_per_image;
+    const int tile_of_image = blockIdx.x - image * tiles_per_image;
+    const int m0 = image * image_pixels + tile_of_image * TC_TILE_M;
+    const int end = (image + 1) * image_pixels;
     const int reduction = k * k * ci, tiles = reduction / TC_K;
-    const int m0 = blockIdx.x * TC_TILE_M;
     const int n0 = blockIdx.y * TILE_N;
     const int tid = threadIdx.x;
     const int lane = tid % 32, warp = tid / 32;
@@ -157,7 +167,7 @@ __device__ __forceinline__ void conv_gemm_bf16_tc(
     const int copy_offset = row * ROW_BYTES + 16 * part;
     int row_b[A_ROWS], row_y[A_ROWS], row_x[A_ROWS];
     bool row_ok[A_ROWS];
-    locate_rows<A_ROWS, ROW_STEP>(m0 + row, pixels, out_h, out_w, row_b, row_y, row_x, row_ok);
+    locate_rows<A_ROWS, ROW_STEP>(m0 + row, end, out_h, out_w, row_b, row_y, row_x, row_ok);
     // This thread's chunk of its B rows' weights, at the next tile.
     const unsigned short* b_source[B_ROWS];
     bool b_ok[B_ROWS];
@@ -252,8 +262,11 @@ __device__ __forceinline__ void conv_gemm_bf16_tc(
         }
         read_stage = read_stage == TC_STAGES - 1 ? 0 : read_stage + 1;
     }
-    // Accumulator layout: d0,d1 at (group, 2*in_group + {0,1}); d2,d3 eight rows below.
+    // Accumulator layout: d0,d1 at (group, 2*in_group + {0,1}); d2,d3 eight rows below. This
+    // thread's outputs are in columns warp_n + 8 * j + 2 * in_group + p (p = 0, 1), of which
+    // it sums its rows.
     const int group = lane / 4, in_group = lane % 4;
+    double sums[MMA_N][2] = {}, squares[MMA_N][2] = {};
 #pragma unroll
     for (int i = 0; i < MMA_M; ++i)
 #pragma unroll
@@ -262,28 +275,76 @@ __device__ __forceinline__ void conv_gemm_bf16_tc(
             for (int e = 0; e < 4; ++e) {
                 const int m = m0 + warp_m + 16 * i + group + (e >= 2 ? 8 : 0);
                 const int n = n0 + warp_n + 8 * j + 2 * in_group + (e % 2);
-                if (m < pixels && n < co) output[(size_t)m * co + n] = acc[i][j][e] + bias[n];
+                if (m < end && n < co) {
+                    const float y = acc[i][j][e] + bias[n];
+                    output[(size_t)m * co + n] = y;
+                    sums[j][e % 2] += y;
+                    squares[j][e % 2] += (double)y * y;
+                }
             }
+    if (partial == nullptr) return;
+    // The column sums of the warp's 8 row groups (a butterfly: every lane ends with the same
+    // bits), then of the WARPS_M warps of the column, in order.
+    __shared__ double warp_sums[WARPS_M][TILE_N][2];
+#pragma unroll
+    for (int j = 0; j < MMA_N; ++j)
+#pragma unroll
+        for (int p = 0; p < 2; ++p) {
+#pragma unroll
+            for (int lanes = 4; lanes < 32; lanes *= 2) {
+                sums[j][p] += shfl_xor(sums[j][p], lanes);
+                squares[j][p] += shfl_xor(squares[j][p], lanes);
+            }
+            if (group == 0) {
+                const int column = warp_n + 8 * j + 2 * in_group + p;
+                warp_sums[warp / WARPS_N][column][0] = sums[j][p];
+                warp_sums[warp / WARPS_N][column][1] = squares[j][p];
+            }
+        }
+    __syncthreads();
+    if (tid < TILE_N && n0 + tid < co) {
+        double sum = 0.0, square = 0.0;
+#pragma unroll
+        for (int w = 0; w < WARPS_M; ++w) {
+            sum += warp_sums[w][tid][0];
+            square += warp_sums[w][tid][1];
+        }
+        double* out = partial + (size_t)blockIdx.x * 2 * co;
+        out[n0 + tid] = sum;
+        out[co + n0 + tid] = square;
+    }
 }
 
 // The entry points: (input, weights, bias, output, batch, in_h, in_w, ci, out_h, out_w, co, k,
-// stride, pad, upsample); grid (pixel tiles of TILE_M or TC_TILE_M, channel tiles of TILE_N).
-// The fp32 GEMMs read f32 activations and [ky][kx][ci][co] f32 weights; the tensor-core GEMMs
-// BF16 activations and [co][ky][kx][ci] BF16 weights.
-#define CONV_GEMM_ENTRY(name, element, threads, body)                                           \
-    extern "C" __global__ void __launch_bounds__(threads) name(                                 \
-        const element* __restrict__ input, const element* __restrict__ weights,                 \
+// stride, pad, upsample). The fp32 GEMMs read f32 activations and [ky][kx][ci][co] f32 weights,
+// on a grid of (pixel tiles of TILE_M, channel tiles of TILE_N).
+#define CONV_GEMM_ENTRY(name, TILE_N)                                                           \
+    extern "C" __global__ void __launch_bounds__(256) name(                                     \
+        const float* __restrict__ input, const float* __restrict__ weights,                     \
         const float* __restrict__ bias, float* __restrict__ output, int batch, int in_h,        \
         int in_w, int ci, int out_h, int out_w, int co, int k, int stride, int pad,             \
         int upsample) {                                                                         \
-        body(input, weights, bias, output, batch, in_h, in_w, ci, out_h, out_w, co, k, stride,  \
-             pad, upsample);                                                                    \
+        conv_gemm_f32<TILE_N>(input, weights, bias, output, batch, in_h, in_w, ci, out_h, out_w, \
+                              co, k, stride, pad, upsample);                                    \
     }
-CONV_GEMM_ENTRY(conv2d_f32, float, 256, conv_gemm_f32<64>)
-CONV_GEMM_ENTRY(conv2d_f32_n32, float, 256, conv_gemm_f32<32>)
-// 64 channels: warps of 64 x 32 (2 x 2); 32 channels: warps of 32 x 32 (4 x 1).
-CONV_GEMM_ENTRY(conv2d_bf16_tc, unsigned short, TC_THREADS, (conv_gemm_bf16_tc<64, 2>))
-CONV_GEMM_ENTRY(conv2d_bf16_tc_n32, unsigned short, TC_THREADS, (conv_gemm_bf16_tc<32, 4>))
+CONV_GEMM_ENTRY(conv2d_f32, 64)
+CONV_GEMM_ENTRY(conv2d_f32_n32, 32)
+
+// The tensor-core GEMMs read BF16 activations and [co][ky][kx][ci] BF16 weights, and take the
+// statistics' output after `output` (null for none); grid (batch x pixel tiles of TC_TILE_M per
+// image, channel tiles of TILE_N). 64 channels: warps of 64 x 32 (2 x 2); 32 channels: warps of
+// 32 x 32 (4 x 1).
+#define CONV_TC_ENTRY(name, TILE_N, WARPS_M)                                                    \
+    extern "C" __global__ void __launch_bounds__(TC_THREADS) name(                              \
+        const unsigned short* __restrict__ input, const unsigned short* __restrict__ weights,   \
+        const float* __restrict__ bias, float* __restrict__ output, double* __restrict__ partial,\
+        int batch, int in_h, int in_w, int ci, int out_h, int out_w, int co, int k, int stride, \
+        int pad, int upsample) {                                                                \
+        conv_gemm_bf16_tc<TILE_N, WARPS_M>(input, weights, bias, output, partial, in_h, in_w,   \
+                                           ci, out_h, out_w, co, k, stride, pad, upsample);     \
+    }
+CONV_TC_ENTRY(conv2d_bf16_tc, 64, 2)
+CONV_TC_ENTRY(conv2d_bf16_tc_n32, 32, 4)
 
 // Direct convolution for the image-facing layers (stride 1, no upsampling): the first, 3 -> 32
 // channels, and the last, 32 -> 3, both 9x9. As a GEMM their 3 channels fill 3 of a tile's 64

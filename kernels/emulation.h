@@ -169,6 +169,7 @@ struct Warp {
     unsigned int a[32][4];
     unsigned int b[32][2];
     const unsigned char* rows[32];
+    double values[32];
     Scheduler::Group lanes;
 };
 

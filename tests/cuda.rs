@@ -77,6 +77,25 @@ impl KernelBackend for Device {
             .unwrap()
     }
 
+    fn conv_then_norm(
+        &mut self,
+        (conv, norm): (&Conv, &Norm),
+        input: &[f32],
+        (height, width): (usize, usize),
+        tensor_cores: bool,
+        residual: Option<&[f32]>,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let engine = if tensor_cores {
+            &mut self.fast
+        } else {
+            &mut self.fp32
+        };
+        let (convolved, normalised) = engine
+            .run_conv_then_norm(conv, Some(norm), input, height, width, residual)
+            .unwrap();
+        (convolved, normalised.expect("a norm was given"))
+    }
+
     // The emulation's small odd sizes and sizes that span many blocks.
     fn conv_sizes(&self, _channels: usize) -> Vec<(usize, usize)> {
         vec![(7, 9), (13, 11), (21, 33), (53, 67), (120, 160)]
@@ -92,6 +111,14 @@ impl KernelBackend for Device {
 fn every_kind_of_convolution_matches_the_cpu_engine_in_both_precisions() {
     let net = load_style("mosaic").unwrap();
     assert_convolutions_match(&mut Device::new(&net), &net);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: run with cargo test --release --test cuda -- --ignored"]
+fn instance_norm_after_each_convolution_matches_the_cpu_engine_with_its_statistics_from_the_convolution(
+) {
+    let net = load_style("mosaic").unwrap();
+    assert_norms_after_convolutions_match(&mut Device::new(&net), &net);
 }
 
 #[test]

@@ -3,10 +3,12 @@
 //! turns at every barrier; `mma.sync`, `ldmatrix` and `cp.async` through common.cuh's CPU
 //! twins of their fragment layouts and completion rules), launched with the engine's own
 //! launch shapes, and compared with the CPU engine's layers: every kind of convolution in both
-//! precisions, InstanceNorm with ReLU and with a residual, and the frame conversion. Three
-//! mutants of conv.cu (a wrong fragment index, a missing barrier, a tile read before its
-//! asynchronous copies land) must fail the same comparison, and the kernels' accesses must
-//! stay inside their buffers under AddressSanitizer. The build needs a C++20 compiler (`c++`,
+//! precisions, InstanceNorm with ReLU and with a residual, alone and after each convolution
+//! (with the statistics the tensor-core kernels sum in their epilogue), and the frame
+//! conversion. Four mutants of conv.cu (a wrong fragment index, a tile read before its
+//! asynchronous copies land, statistics summed over half the rows, a missing barrier) must
+//! fail the same comparisons, and the kernels' accesses must stay inside their buffers under
+//! AddressSanitizer. The build needs a C++20 compiler (`c++`,
 //! or `CXX`) with its AddressSanitizer runtime.
 
 mod common;
@@ -19,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use stylemill::engine::cpu::CpuEngine;
 use stylemill::engine::cuda::{
-    conv_launch, norm_launch, pack_weights, pack_weights_bf16, to_bf16, uses_tensor_cores,
-    LaunchShape,
+    conv_launch, norm_launch, norm_partials, pack_weights, pack_weights_bf16, to_bf16,
+    uses_tensor_cores, LaunchShape,
 };
 use stylemill::engine::{Engine, EngineError, Precision};
 use stylemill::frame::{Frame, FrameSize};
@@ -104,7 +106,8 @@ fn mutant(dir: &Path, from: &str, to: &str) -> Library {
     build(&kernels, &dir.join("mutant.so"))
 }
 
-/// Input and weights are f32, or BF16 for the tensor-core GEMMs.
+/// Input and weights are f32, or BF16 for the tensor-core GEMMs, which also write InstanceNorm
+/// partial sums unless given null.
 type ConvEntry = unsafe extern "C" fn(
     i32,
     u32,
@@ -114,6 +117,7 @@ type ConvEntry = unsafe extern "C" fn(
     *const c_void,
     *const f32,
     *mut f32,
+    *mut f64,
     *const i32,
 ) -> ();
 
@@ -121,15 +125,17 @@ type ConvEntry = unsafe extern "C" fn(
 #[derive(Clone, Copy)]
 struct Emulated<'a>(&'a Library);
 
-impl KernelBackend for Emulated<'_> {
-    fn conv(
-        &mut self,
+impl Emulated<'_> {
+    /// One convolution, writing InstanceNorm partial sums into `partial` where the kernel can:
+    /// the output, its size, and the partial sums' segments per image if it wrote them.
+    fn convolve(
+        &self,
         conv: &Conv,
         input: &[f32],
-        height: usize,
-        width: usize,
+        (height, width): (usize, usize),
         tensor_cores: bool,
-    ) -> (Vec<f32>, usize, usize) {
+        partial: Option<&mut [f64]>,
+    ) -> (Vec<f32>, usize, usize, Option<usize>) {
         let plan = conv_launch(conv, 1, height, width, tensor_cores);
         let (oh, ow) = plan.out;
         // A tensor-core layer's input is BF16 in the engine, written by the InstanceNorm before
@@ -143,6 +149,8 @@ impl KernelBackend for Emulated<'_> {
             f32_weights = pack_weights(conv);
             (input.as_ptr().cast(), f32_weights.as_ptr().cast())
         };
+        let summed = plan.statistics_segments.filter(|_| partial.is_some());
+        let partial = partial.map_or(std::ptr::null_mut(), |p| p.as_mut_ptr());
         let mut output = vec![f32::NAN; oh * ow * conv.out_channels];
         // SAFETY: the entry point's signature is ConvEntry; the buffers hold the launch's shapes.
         unsafe {
@@ -156,44 +164,49 @@ impl KernelBackend for Emulated<'_> {
                 weights,
                 conv.bias.as_ptr(),
                 output.as_mut_ptr(),
+                partial,
                 plan.ints.as_ptr(),
             );
         }
-        (output, oh, ow)
+        (output, oh, ow, summed)
     }
 
-    fn instance_norm(
-        &mut self,
+    /// InstanceNorm of `x` with its ReLU or `residual` added: the partial sums from the
+    /// convolution before (`summed`: them and their segments per image), or norm_partial_sums'.
+    fn normalise(
+        &self,
         norm: &Norm,
-        input: &[f32],
-        height: usize,
-        width: usize,
+        mut x: Vec<f32>,
+        (height, width): (usize, usize),
         residual: Option<&[f32]>,
+        summed: Option<(Vec<f64>, usize)>,
     ) -> (Vec<f32>, Vec<u16>) {
         let channels = norm.weight.len();
         let plan = norm_launch(1, height, width, channels);
         let (hw, c) = ((height * width) as i32, channels as i32);
-        let mut partial = vec![f64::NAN; plan.segments * 2 * channels];
         let mut scale_shift = vec![f32::NAN; 2 * channels];
-        let mut x = input.to_vec();
         let mut bf16 = vec![0xffffu16; x.len()];
         let mode = if residual.is_some() { 2 } else { 1 };
         // SAFETY: the entry points' signatures are these types; buffers fit the plan.
         unsafe {
-            let sums: Symbol<SumsEntry> = self.0.get(b"emu_norm_partial_sums").unwrap();
+            let (partial, segments) = summed.unwrap_or_else(|| {
+                let mut partial = vec![f64::NAN; plan.segments * 2 * channels];
+                let sums: Symbol<SumsEntry> = self.0.get(b"emu_norm_partial_sums").unwrap();
+                let LaunchShape { grid, threads } = plan.sums;
+                sums(
+                    grid.0,
+                    grid.1,
+                    threads,
+                    x.as_ptr(),
+                    partial.as_mut_ptr(),
+                    hw,
+                    c,
+                    plan.segment_pixels as i32,
+                );
+                (partial, plan.segments)
+            });
             let finalize: Symbol<FinalizeEntry> = self.0.get(b"emu_norm_finalize").unwrap();
             let apply: Symbol<ApplyEntry> = self.0.get(b"emu_norm_apply").unwrap();
-            let LaunchShape { grid, threads } = plan.sums;
-            sums(
-                grid.0,
-                grid.1,
-                threads,
-                x.as_ptr(),
-                partial.as_mut_ptr(),
-                hw,
-                c,
-                plan.segment_pixels as i32,
-            );
             finalize(
                 plan.finalize.grid.0,
                 plan.finalize.threads,
@@ -202,7 +215,7 @@ impl KernelBackend for Emulated<'_> {
                 norm.bias.as_ptr(),
                 scale_shift.as_mut_ptr(),
                 1,
-                plan.segments as i32,
+                segments as i32,
                 hw,
                 c,
             );
@@ -221,6 +234,52 @@ impl KernelBackend for Emulated<'_> {
             );
         }
         (x, bf16)
+    }
+}
+
+impl KernelBackend for Emulated<'_> {
+    fn conv(
+        &mut self,
+        conv: &Conv,
+        input: &[f32],
+        height: usize,
+        width: usize,
+        tensor_cores: bool,
+    ) -> (Vec<f32>, usize, usize) {
+        let (output, oh, ow, _) = self.convolve(conv, input, (height, width), tensor_cores, None);
+        (output, oh, ow)
+    }
+
+    fn instance_norm(
+        &mut self,
+        norm: &Norm,
+        input: &[f32],
+        height: usize,
+        width: usize,
+        residual: Option<&[f32]>,
+    ) -> (Vec<f32>, Vec<u16>) {
+        self.normalise(norm, input.to_vec(), (height, width), residual, None)
+    }
+
+    fn conv_then_norm(
+        &mut self,
+        (conv, norm): (&Conv, &Norm),
+        input: &[f32],
+        (height, width): (usize, usize),
+        tensor_cores: bool,
+        residual: Option<&[f32]>,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let mut partial = vec![f64::NAN; norm_partials(conv, 1, height, width, tensor_cores)];
+        let (convolved, oh, ow, summed) = self.convolve(
+            conv,
+            input,
+            (height, width),
+            tensor_cores,
+            Some(&mut partial),
+        );
+        let summed = summed.map(|segments| (partial, segments));
+        let (normalised, _) = self.normalise(norm, convolved.clone(), (oh, ow), residual, summed);
+        (convolved, normalised)
     }
 
     // Small odd sizes, as the emulation runs every thread of every block; the narrow layers
@@ -269,6 +328,7 @@ fn the_kernels_stay_inside_their_buffers_under_address_sanitizer() {
     let checks = [
         "every_kind_of_convolution_matches_the_cpu_engine_in_both_precisions",
         "instance_norm_matches_the_cpu_engine_with_relu_and_with_a_residual",
+        "instance_norm_after_each_convolution_matches_the_cpu_engine_with_its_statistics_from_the_convolution",
         "frames_convert_to_floats_and_back_cropped_and_rounded_as_the_cpu_engine_does",
     ];
     let child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -298,7 +358,8 @@ fn the_kernels_stay_inside_their_buffers_under_address_sanitizer() {
 }
 
 #[test]
-fn a_wrong_fragment_index_a_missing_barrier_and_a_tile_read_before_it_lands_are_caught() {
+fn a_wrong_fragment_index_a_tile_read_before_it_lands_short_statistics_and_a_missing_barrier_are_caught(
+) {
     let net = load_style("mosaic").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let tensor_core_kernel_caught = |name: &str, from: &str, to: &str| {
@@ -324,6 +385,20 @@ fn a_wrong_fragment_index_a_missing_barrier_and_a_tile_read_before_it_lands_are_
             "cp_async_wait<TC_STAGES - 1>();"
         ),
         "a tile read before its cp.async copies landed went unnoticed"
+    );
+    // The statistics the tensor-core epilogue sums for InstanceNorm, missing the last step of
+    // the warp's butterfly: each column's sum holds half of its rows.
+    let half_sums = mutant(
+        &dir.path().join("statistics"),
+        "for (int lanes = 4; lanes < 32; lanes *= 2) {",
+        "for (int lanes = 4; lanes < 16; lanes *= 2) {",
+    );
+    let caught = norm_after_convolution_differences(&mut Emulated(&half_sums), &net)
+        .iter()
+        .any(|(_, difference)| *difference > NORM_TOLERANCE);
+    assert!(
+        caught,
+        "InstanceNorm statistics from half the rows went unnoticed"
     );
     // The fp32 kernel without the barrier between staging a tile and reading it.
     let missing_barrier = mutant(
@@ -363,6 +438,13 @@ type ApplyEntry = unsafe extern "C" fn(
     i32,
     i32,
 );
+
+#[test]
+fn instance_norm_after_each_convolution_matches_the_cpu_engine_with_its_statistics_from_the_convolution(
+) {
+    let net = load_style("mosaic").unwrap();
+    assert_norms_after_convolutions_match(&mut Emulated(shipped()), &net);
+}
 
 #[test]
 fn instance_norm_matches_the_cpu_engine_with_relu_and_with_a_residual() {
@@ -438,7 +520,8 @@ impl EmulatedNetwork {
         }
     }
 
-    /// A convolution, then its InstanceNorm with a ReLU or with `residual` added.
+    /// A convolution, then its InstanceNorm with a ReLU or with `residual` added, taking its
+    /// statistics from the convolution where that sums its output, as the engine does.
     fn stage(
         &self,
         (conv, norm): (&Conv, Option<&Norm>),
@@ -447,10 +530,14 @@ impl EmulatedNetwork {
     ) -> (Vec<f32>, usize, usize) {
         let mut kernels = self.kernels;
         let tensor_cores = uses_tensor_cores(conv, self.precision);
-        let (y, oh, ow) = kernels.conv(conv, x, h, w, tensor_cores);
+        let (oh, ow) = (conv.output_size(h), conv.output_size(w));
         match norm {
-            Some(norm) => (kernels.instance_norm(norm, &y, oh, ow, residual).0, oh, ow),
-            None => (y, oh, ow),
+            Some(norm) => {
+                let (_, y) =
+                    kernels.conv_then_norm((conv, norm), x, (h, w), tensor_cores, residual);
+                (y, oh, ow)
+            }
+            None => kernels.conv(conv, x, h, w, tensor_cores),
         }
     }
 }

@@ -37,6 +37,18 @@ pub trait KernelBackend {
         residual: Option<&[f32]>,
     ) -> (Vec<f32>, Vec<u16>);
 
+    /// A convolution (tensor cores or fp32), then InstanceNorm on its output with a ReLU or
+    /// `residual` added, taking its statistics from the convolution where that kernel sums its
+    /// output (as the engine runs a layer): the convolution's output and the normalised map.
+    fn conv_then_norm(
+        &mut self,
+        layer: (&Conv, &Norm),
+        input: &[f32],
+        size: (usize, usize),
+        tensor_cores: bool,
+        residual: Option<&[f32]>,
+    ) -> (Vec<f32>, Vec<f32>);
+
     /// Sizes to run a convolution with `channels` input channels at.
     fn conv_sizes(&self, channels: usize) -> Vec<(usize, usize)>;
 
@@ -104,6 +116,62 @@ pub fn assert_convolutions_match(backend: &mut dyn KernelBackend, net: &Transfor
             "{name}: tensor-core kernel off by {bf16}"
         );
         eprintln!("{name}: fp32 {fp32:.1e}, bf16 {bf16:.1e}");
+    }
+}
+
+/// InstanceNorm after each kind of convolution that has one (down, residual, up), in both
+/// precisions, with the residual after the residual block's, against the CPU engine's
+/// InstanceNorm of that convolution's output, where the tensor-core kernels' epilogue has summed
+/// the output for it: (name, largest relative difference).
+pub fn norm_after_convolution_differences(
+    backend: &mut dyn KernelBackend,
+    net: &TransformerNet,
+) -> Vec<(String, f32)> {
+    let block = &net.res[0];
+    let layers = [
+        (&net.conv2, &net.in2, false),
+        (&net.conv3, &net.in3, false),
+        (&block.conv1, &block.in1, false),
+        (&block.conv2, &block.in2, true),
+        (&net.deconv1, &net.in4, false),
+        (&net.deconv2, &net.in5, false),
+    ];
+    let mut differences = Vec::new();
+    for (conv, norm, adds_residual) in layers {
+        for (height, width) in backend.conv_sizes(conv.in_channels) {
+            let input = noise(height * width * conv.in_channels, 11, 50.0);
+            let (oh, ow) = (conv.output_size(height), conv.output_size(width));
+            let residual = noise(oh * ow * conv.out_channels, 13, 10.0);
+            let residual = adds_residual.then_some(residual.as_slice());
+            for tensor_cores in [false, true] {
+                let (convolved, normalised) = backend.conv_then_norm(
+                    (conv, norm),
+                    &input,
+                    (height, width),
+                    tensor_cores,
+                    residual,
+                );
+                let expected = cpu::run_instance_norm(norm, &convolved, oh, ow, residual);
+                differences.push((
+                    format!(
+                        "InstanceNorm after conv {}->{} at {height}x{width}, tensor cores {tensor_cores}",
+                        conv.in_channels, conv.out_channels
+                    ),
+                    max_relative_difference(&normalised, &expected),
+                ));
+            }
+        }
+    }
+    differences
+}
+
+/// Every InstanceNorm after a convolution within the norm's tolerance.
+pub fn assert_norms_after_convolutions_match(
+    backend: &mut dyn KernelBackend,
+    net: &TransformerNet,
+) {
+    for (name, difference) in norm_after_convolution_differences(backend, net) {
+        assert!(difference <= NORM_TOLERANCE, "{name}: {difference}");
     }
 }
 

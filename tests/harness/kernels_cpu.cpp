@@ -7,18 +7,7 @@
 #include "norm.cu"
 #include "frame.cu"
 
-#include <tuple>
-#include <type_traits>
-
 using emulation::launch;
-
-// A kernel's parameter types, as a tuple.
-template <typename Kernel>
-struct Arguments;
-template <typename... Parameters>
-struct Arguments<void (*)(Parameters...)> {
-    using type = std::tuple<Parameters...>;
-};
 
 // Only the entry points are exported (the build hides everything else), so that harnesses
 // built from other sources and loaded beside this one never share its kernels or globals.
@@ -26,24 +15,29 @@ struct Arguments<void (*)(Parameters...)> {
 
 // kernel: the engine's ConvKernel (0 fp32 GEMM, 1 tensor-core GEMM, 2 and 3 direct, 4 and 5
 // the GEMMs with 32-wide channel tiles); input and weights: f32, or BF16 for the tensor-core
-// GEMMs (1 and 5); ints: batch, in_h, in_w, ci, out_h, out_w, co, k, stride, pad, upsample.
+// GEMMs (1 and 5), which also write InstanceNorm's partial sums into `partial` unless it is
+// null; ints: batch, in_h, in_w, ci, out_h, out_w, co, k, stride, pad, upsample.
 ENTRY void emu_conv2d(int kernel_number, unsigned grid_x, unsigned grid_y, unsigned threads,
                       const void* input, const void* weights, const float* bias, float* output,
-                      const int* n) {
-    const auto run = [&](auto kernel) {
-        using Element = std::remove_cv_t<std::remove_pointer_t<
-            std::tuple_element_t<0, typename Arguments<decltype(kernel)>::type>>>;
-        launch(dim3{grid_x, grid_y, 1}, dim3{threads, 1, 1}, kernel,
-               static_cast<const Element*>(input), static_cast<const Element*>(weights), bias,
-               output, n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]);
+                      double* partial, const int* n) {
+    const dim3 grid{grid_x, grid_y, 1}, block{threads, 1, 1};
+    const auto f32 = [&](auto kernel) {
+        launch(grid, block, kernel, static_cast<const float*>(input),
+               static_cast<const float*>(weights), bias, output, n[0], n[1], n[2], n[3], n[4],
+               n[5], n[6], n[7], n[8], n[9], n[10]);
+    };
+    const auto bf16 = [&](auto kernel) {
+        launch(grid, block, kernel, static_cast<const unsigned short*>(input),
+               static_cast<const unsigned short*>(weights), bias, output, partial, n[0], n[1],
+               n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]);
     };
     switch (kernel_number) {
-        case 0: return run(conv2d_f32);
-        case 1: return run(conv2d_bf16_tc);
-        case 2: return run(conv2d_direct_to32);
-        case 3: return run(conv2d_direct_to3);
-        case 4: return run(conv2d_f32_n32);
-        case 5: return run(conv2d_bf16_tc_n32);
+        case 0: return f32(conv2d_f32);
+        case 1: return bf16(conv2d_bf16_tc);
+        case 2: return f32(conv2d_direct_to32);
+        case 3: return f32(conv2d_direct_to3);
+        case 4: return f32(conv2d_f32_n32);
+        case 5: return bf16(conv2d_bf16_tc_n32);
     }
     std::fprintf(stderr, "emu_conv2d: no kernel number %d\n", kernel_number);
     std::abort();

@@ -109,6 +109,18 @@ struct DeviceNorm {
     beta: CudaSlice<f32>,
 }
 
+impl DeviceNorm {
+    fn new(
+        stream: &Arc<CudaStream>,
+        norm: &Norm,
+    ) -> Result<DeviceNorm, cudarc::driver::DriverError> {
+        Ok(DeviceNorm {
+            gamma: stream.clone_htod(&norm.weight)?,
+            beta: stream.clone_htod(&norm.bias)?,
+        })
+    }
+}
+
 /// Device buffers, reallocated only when a batch needs more than they hold.
 struct Work {
     capacity: Capacity,
@@ -126,7 +138,8 @@ struct Work {
     host_out: PinnedHostSlice<u8>,
 }
 
-/// The InstanceNorm layers' widest channel count: the norm buffers hold this many per frame.
+/// The InstanceNorm layers' widest channel count: the scale and shift buffer holds this many
+/// per frame.
 const NORM_CHANNELS: usize = 128;
 
 /// How many elements the work buffers of a batch need. Buffers are reused for a later batch
@@ -145,12 +158,13 @@ struct Capacity {
 }
 
 impl Capacity {
-    fn for_batch(size: FrameSize, frames: usize) -> Capacity {
+    /// `partials_per_frame`: what the InstanceNorm of the network's largest need for partial
+    /// sums takes ([`norm_partials_per_frame`]).
+    fn for_batch(size: FrameSize, frames: usize, partials_per_frame: usize) -> Capacity {
         let padded = size.width.div_ceil(4) * 4 * size.height.div_ceil(4) * 4;
-        let segments = padded.div_ceil(NORM_SEGMENT);
         Capacity {
             pixels: frames * padded,
-            partial: frames * segments * 2 * NORM_CHANNELS,
+            partial: frames * partials_per_frame,
             scale_shift: frames * 2 * NORM_CHANNELS,
             host_bytes: frames * size.rgb_bytes(),
         }
@@ -330,6 +344,9 @@ pub struct ConvLaunch {
     pub ints: [i32; 11],
     /// The output's height and width.
     pub out: (usize, usize),
+    /// Blocks per image, for a kernel that sums each output channel over each of its blocks
+    /// for the InstanceNorm after it (the tensor-core GEMMs): norm_finalize's segments.
+    pub statistics_segments: Option<usize>,
 }
 
 pub fn conv_launch(
@@ -356,10 +373,16 @@ pub fn conv_launch(
     ]
     .map(|v| v as i32);
     let kernel = ConvKernel::for_layer(conv, tensor_cores);
+    // The tensor-core GEMMs' blocks never span two images.
+    let statistics_segments = kernel
+        .uses_tensor_cores()
+        .then(|| (oh * ow).div_ceil(kernel.gemm_tile().expect("a GEMM").pixels));
     let shape = match kernel.gemm_tile() {
         Some(tile) => LaunchShape {
             grid: (
-                pixels.div_ceil(tile.pixels) as u32,
+                statistics_segments
+                    .map_or(pixels.div_ceil(tile.pixels), |per_image| batch * per_image)
+                    as u32,
                 conv.out_channels.div_ceil(tile.channels) as u32,
                 1,
             ),
@@ -380,6 +403,7 @@ pub fn conv_launch(
         shape,
         ints,
         out: (oh, ow),
+        statistics_segments,
     }
 }
 
@@ -414,7 +438,20 @@ pub fn norm_launch(batch: usize, h: usize, w: usize, channels: usize) -> NormLau
     }
 }
 
-/// Launches one convolution of `batch` NHWC maps of `h` x `w`; returns the output size.
+/// The InstanceNorm partial sums (f64) that the norm after `conv` (on `batch` maps of `h` x `w`)
+/// needs: the convolution's blocks per image where it sums its output, else norm_partial_sums'
+/// segments, times sums and squares of every channel.
+pub fn norm_partials(conv: &Conv, batch: usize, h: usize, w: usize, tensor_cores: bool) -> usize {
+    let plan = conv_launch(conv, batch, h, w, tensor_cores);
+    let (oh, ow) = plan.out;
+    let segments = plan
+        .statistics_segments
+        .unwrap_or(norm_launch(batch, oh, ow, conv.out_channels).segments);
+    batch * segments * 2 * conv.out_channels
+}
+
+/// Launches one convolution of `batch` NHWC maps of `h` x `w`, writing the InstanceNorm partial
+/// sums of its output into `partial` too where the kernel can.
 #[allow(clippy::too_many_arguments)]
 fn launch_conv(
     stream: &Arc<CudaStream>,
@@ -422,13 +459,15 @@ fn launch_conv(
     layer: &DeviceConv,
     src: Activations,
     dst: &mut CudaSlice<f32>,
+    partial: Option<&mut CudaSlice<f64>>,
     batch: usize,
     h: usize,
     w: usize,
     ordinal: usize,
-) -> Result<(usize, usize), EngineError> {
+) -> Result<ConvDone, EngineError> {
     let plan = conv_launch(&layer.conv, batch, h, w, layer.tensor_cores);
     let function = &f.convolutions[plan.kernel as usize];
+    let no_buffer: u64 = 0;
     let mut launch = stream.launch_builder(function);
     match (src, &layer.weights) {
         (Activations::F32(x), DeviceWeights::F32(weights)) => launch.arg(x).arg(weights),
@@ -436,15 +475,38 @@ fn launch_conv(
         _ => unreachable!("a layer's input comes in the precision of its weights"),
     };
     launch.arg(&layer.bias).arg(dst);
+    let statistics_segments = match plan.statistics_segments {
+        Some(segments) => {
+            let summed = partial.is_some();
+            match partial {
+                Some(partial) => launch.arg(partial),
+                None => launch.arg(&no_buffer),
+            };
+            summed.then_some(segments)
+        }
+        None => None,
+    };
     for value in &plan.ints {
         launch.arg(value);
     }
     // SAFETY: the arguments match conv2d_*'s signature and the buffers hold the shapes.
     unsafe { launch.launch(plan.shape.config()) }.map_err(cuda_error(ordinal))?;
-    Ok(plan.out)
+    Ok(ConvDone {
+        out: plan.out,
+        statistics_segments,
+    })
 }
 
-/// Launches InstanceNorm (partial sums, finalize, apply) on `batch` NHWC maps, in place.
+/// What a convolution launch leaves: its output's height and width, and, when it also summed
+/// its output for the InstanceNorm after it, the segments per image it wrote.
+struct ConvDone {
+    out: (usize, usize),
+    statistics_segments: Option<usize>,
+}
+
+/// Launches InstanceNorm (partial sums, finalize, apply) on `batch` NHWC maps, in place; the
+/// partial sums only where the convolution before has not written them (`summed`: their
+/// segments per image).
 #[allow(clippy::too_many_arguments)]
 fn launch_norm(
     stream: &Arc<CudaStream>,
@@ -453,6 +515,7 @@ fn launch_norm(
     x: &mut CudaSlice<f32>,
     residual: Option<&CudaSlice<f32>>,
     output: NormOutput,
+    summed: Option<usize>,
     partial: &mut CudaSlice<f64>,
     scale_shift: &mut CudaSlice<f32>,
     batch: usize,
@@ -469,16 +532,18 @@ fn launch_norm(
         channels as i32,
         plan.segment_pixels as i32,
         batch as i32,
-        plan.segments as i32,
+        summed.unwrap_or(plan.segments) as i32,
     );
-    let mut sums = stream.launch_builder(&f.norm_partial_sums);
-    sums.arg(&*x)
-        .arg(&mut *partial)
-        .arg(&hw_i)
-        .arg(&c_i)
-        .arg(&seg_i);
-    // SAFETY: argument lists match the kernels in norm.cu; buffers are sized for them.
-    unsafe { sums.launch(plan.sums.config()) }.map_err(&error)?;
+    if summed.is_none() {
+        let mut sums = stream.launch_builder(&f.norm_partial_sums);
+        sums.arg(&*x)
+            .arg(&mut *partial)
+            .arg(&hw_i)
+            .arg(&c_i)
+            .arg(&seg_i);
+        // SAFETY: argument lists match the kernels in norm.cu; buffers are sized for them.
+        unsafe { sums.launch(plan.sums.config()) }.map_err(&error)?;
+    }
     let mut finalize = stream.launch_builder(&f.norm_finalize);
     finalize
         .arg(&*partial)
@@ -623,12 +688,7 @@ impl CudaEngine {
         let upload_conv = |conv: &Conv| -> Result<DeviceConv, EngineError> {
             DeviceConv::new(&stream, conv, uses_tensor_cores(conv, precision)).map_err(&error)
         };
-        let upload_norm = |norm: &Norm| -> Result<DeviceNorm, EngineError> {
-            Ok(DeviceNorm {
-                gamma: stream.clone_htod(&norm.weight).map_err(&error)?,
-                beta: stream.clone_htod(&norm.bias).map_err(&error)?,
-            })
-        };
+        let upload_norm = |norm: &Norm| DeviceNorm::new(&stream, norm).map_err(&error);
         let mut layers = vec![
             (upload_conv(&net.conv1)?, Some(upload_norm(&net.in1)?)),
             (upload_conv(&net.conv2)?, Some(upload_norm(&net.in2)?)),
@@ -661,6 +721,19 @@ impl CudaEngine {
         })
     }
 
+    /// The most InstanceNorm partial sums any of the network's norms needs for one frame.
+    fn norm_partials_per_frame(&self, size: FrameSize) -> usize {
+        let (mut h, mut w) = (size.height, size.width);
+        let mut most = 0;
+        for (layer, norm) in &self.layers {
+            if norm.is_some() {
+                most = most.max(norm_partials(&layer.conv, 1, h, w, layer.tensor_cores));
+            }
+            (h, w) = (layer.conv.output_size(h), layer.conv.output_size(w));
+        }
+        most
+    }
+
     /// Whether any layer runs on the tensor cores (then the BF16 activation buffers exist).
     fn any_tensor_cores(&self) -> bool {
         self.layers
@@ -684,7 +757,7 @@ impl CudaEngine {
     /// Makes sure the buffers hold a batch of `frames` frames of `size`, checking free memory
     /// first so that a frame too large gets a clear error instead of an allocation failure.
     fn reserve(&mut self, size: FrameSize, frames: usize) -> Result<(), EngineError> {
-        let capacity = Capacity::for_batch(size, frames);
+        let capacity = Capacity::for_batch(size, frames, self.norm_partials_per_frame(size));
         if self
             .work
             .as_ref()
@@ -787,7 +860,9 @@ impl CudaEngine {
             } else {
                 Activations::F32(src)
             };
-            let (oh, ow) = KernelClock::time(
+            // A convolution that can sum its output for the InstanceNorm after it does.
+            let statistics = norm.as_ref().map(|_| &mut *partial);
+            let done = KernelClock::time(
                 clock,
                 stream,
                 ordinal,
@@ -802,8 +877,13 @@ impl CudaEngine {
                         if conv.upsample { " up" } else { "" }
                     )
                 },
-                || launch_conv(stream, f, layer, input, dst, batch, h, w, ordinal),
+                || {
+                    launch_conv(
+                        stream, f, layer, input, dst, statistics, batch, h, w, ordinal,
+                    )
+                },
             )?;
+            let (oh, ow) = done.out;
             if let Some(norm) = norm {
                 let to_bf16 = reads_bf16(i + 1);
                 let output = NormOutput {
@@ -816,7 +896,11 @@ impl CudaEngine {
                     ordinal,
                     || {
                         format!(
-                            "norm_partial_sums+finalize+apply {} ch at {oh}x{ow}",
+                            "{}norm_finalize+apply {} ch at {oh}x{ow}",
+                            match done.statistics_segments {
+                                Some(_) => "",
+                                None => "norm_partial_sums+",
+                            },
                             conv.out_channels
                         )
                     },
@@ -828,6 +912,7 @@ impl CudaEngine {
                             dst,
                             residual,
                             output,
+                            done.statistics_segments,
                             partial,
                             scale_shift,
                             batch,
@@ -960,6 +1045,23 @@ impl CudaEngine {
         height: usize,
         width: usize,
     ) -> Result<(Vec<f32>, usize, usize), EngineError> {
+        let (output, _) = self.run_conv_then_norm(conv, None, input, height, width, None)?;
+        Ok((output, conv.output_size(height), conv.output_size(width)))
+    }
+
+    /// One convolution of an HWC map (batch 1) with `conv`, in this engine's precision, then,
+    /// when given, InstanceNorm on its output with a ReLU or `residual` added, taking its
+    /// statistics from the convolution where that sums its output (the tensor-core GEMMs), as a
+    /// layer of the network runs: the convolution's output, and the normalised map.
+    pub fn run_conv_then_norm(
+        &mut self,
+        conv: &Conv,
+        norm: Option<&Norm>,
+        input: &[f32],
+        height: usize,
+        width: usize,
+        residual: Option<&[f32]>,
+    ) -> Result<(Vec<f32>, Option<Vec<f32>>), EngineError> {
         let error = cuda_error(self.ordinal);
         let stream = &self.stream;
         let layer = DeviceConv::new(stream, conv, self.layers[3].0.tensor_cores).map_err(&error)?;
@@ -975,18 +1077,56 @@ impl CudaEngine {
         let mut output = stream
             .alloc_zeros::<f32>(oh * ow * conv.out_channels)
             .map_err(&error)?;
-        launch_conv(
+        let mut partial = stream
+            .alloc_zeros::<f64>(norm_partials(conv, 1, height, width, layer.tensor_cores))
+            .map_err(&error)?;
+        let done = launch_conv(
             stream,
             &self.functions,
             &layer,
             source,
             &mut output,
+            norm.map(|_| &mut partial),
             1,
             height,
             width,
             self.ordinal,
         )?;
-        Ok((stream.clone_dtoh(&output).map_err(&error)?, oh, ow))
+        let convolved = stream.clone_dtoh(&output).map_err(&error)?;
+        let normalised = match norm {
+            Some(norm) => {
+                let device_norm = DeviceNorm::new(stream, norm).map_err(&error)?;
+                let mut scale_shift = stream
+                    .alloc_zeros::<f32>(2 * conv.out_channels)
+                    .map_err(&error)?;
+                let skip = residual
+                    .map(|r| stream.clone_htod(r))
+                    .transpose()
+                    .map_err(&error)?;
+                launch_norm(
+                    stream,
+                    &self.functions,
+                    &device_norm,
+                    &mut output,
+                    skip.as_ref(),
+                    NormOutput {
+                        in_place: true,
+                        bf16: None,
+                    },
+                    done.statistics_segments,
+                    &mut partial,
+                    &mut scale_shift,
+                    1,
+                    oh,
+                    ow,
+                    conv.out_channels,
+                    self.ordinal,
+                )?;
+                Some(stream.clone_dtoh(&output).map_err(&error)?)
+            }
+            None => None,
+        };
+        Ok((convolved, normalised))
     }
 
     /// InstanceNorm with a ReLU, or with `residual` added, of an HWC map (batch 1): the result
@@ -1007,10 +1147,7 @@ impl CudaEngine {
             .map(|r| stream.clone_htod(r))
             .transpose()
             .map_err(&error)?;
-        let device_norm = DeviceNorm {
-            gamma: stream.clone_htod(&norm.weight).map_err(&error)?,
-            beta: stream.clone_htod(&norm.bias).map_err(&error)?,
-        };
+        let device_norm = DeviceNorm::new(stream, norm).map_err(&error)?;
         let segments = (height * width).div_ceil(NORM_SEGMENT);
         let mut partial = stream
             .alloc_zeros::<f64>(segments * 2 * channels)
@@ -1027,6 +1164,7 @@ impl CudaEngine {
                 in_place: true,
                 bf16: Some(&mut bf16),
             },
+            None,
             &mut partial,
             &mut scale_shift,
             1,
@@ -1126,17 +1264,20 @@ mod tests {
 
     #[test]
     fn buffers_of_one_large_frame_are_not_reused_for_more_smaller_frames_they_cannot_hold() {
-        let one_hd = Capacity::for_batch(size(1920, 1080), 1);
-        let eight_small = Capacity::for_batch(size(320, 240), 8);
+        // Partial sums as many per frame as norm_partial_sums' 2048-pixel segments need.
+        let for_batch = |size: FrameSize, frames| {
+            let segments = (size.width * size.height).div_ceil(NORM_SEGMENT);
+            Capacity::for_batch(size, frames, segments * 2 * NORM_CHANNELS)
+        };
+        let one_hd = for_batch(size(1920, 1080), 1);
+        let eight_small = for_batch(size(320, 240), 8);
         assert!(
             eight_small.pixels <= one_hd.pixels,
             "the pixels alone would fit"
         );
         assert!(eight_small.scale_shift > one_hd.scale_shift);
         assert!(!one_hd.holds(&eight_small));
-        assert!(one_hd.holds(&Capacity::for_batch(size(1280, 720), 1)));
-        assert!(
-            Capacity::for_batch(size(320, 240), 8).holds(&Capacity::for_batch(size(318, 238), 8))
-        );
+        assert!(one_hd.holds(&for_batch(size(1280, 720), 1)));
+        assert!(for_batch(size(320, 240), 8).holds(&for_batch(size(318, 238), 8)));
     }
 }
