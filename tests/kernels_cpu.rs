@@ -221,13 +221,13 @@ impl Emulated<'_> {
             );
             apply(
                 plan.apply.grid.0,
+                plan.apply.grid.1,
                 plan.apply.threads,
                 x.as_mut_ptr(),
                 scale_shift.as_ptr(),
                 residual.unwrap_or(&scale_shift).as_ptr(),
                 bf16.as_mut_ptr(),
-                bf16.len(),
-                hw,
+                plan.image_quads as i32,
                 c,
                 mode,
                 1,
@@ -428,11 +428,11 @@ type FinalizeEntry = unsafe extern "C" fn(
 type ApplyEntry = unsafe extern "C" fn(
     u32,
     u32,
+    u32,
     *mut f32,
     *const f32,
     *const f32,
     *mut u16,
-    usize,
     i32,
     i32,
     i32,

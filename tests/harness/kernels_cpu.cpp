@@ -56,11 +56,12 @@ ENTRY void emu_norm_finalize(unsigned grid_x, unsigned threads, const double* pa
            scale_shift, batch, segments, hw, c);
 }
 
-ENTRY void emu_norm_apply(unsigned grid_x, unsigned threads, float* x, const float* scale_shift,
-                          const float* residual, unsigned short* bf16_out, size_t count, int hw,
-                          int c, int mode, int in_place) {
-    launch(dim3{grid_x, 1, 1}, dim3{threads, 1, 1}, norm_apply, x, scale_shift, residual,
-           bf16_out, count, hw, c, mode, in_place);
+ENTRY void emu_norm_apply(unsigned grid_x, unsigned grid_y, unsigned threads, float* x,
+                          const float* scale_shift, const float* residual,
+                          unsigned short* bf16_out, int image_quads, int c, int mode,
+                          int in_place) {
+    launch(dim3{grid_x, grid_y, 1}, dim3{threads, 1, 1}, norm_apply, x, scale_shift, residual,
+           bf16_out, image_quads, c, mode, in_place);
 }
 
 ENTRY void emu_rgb8_to_f32(unsigned grid_x, unsigned threads, const unsigned char* src, float* dst,

@@ -415,10 +415,19 @@ pub struct NormLaunch {
     pub sums: LaunchShape,
     pub finalize: LaunchShape,
     pub apply: LaunchShape,
+    /// Groups of 4 channels per image, one per thread of norm_apply.
+    pub image_quads: usize,
 }
 
+/// The launches of InstanceNorm; `channels` is a multiple of 4 (the network's 32, 64 and 128),
+/// as norm_apply takes 4 at a time.
 pub fn norm_launch(batch: usize, h: usize, w: usize, channels: usize) -> NormLaunch {
+    assert!(
+        channels.is_multiple_of(4),
+        "norm_apply takes channels 4 at a time, not {channels}"
+    );
     let segments = (h * w).div_ceil(NORM_SEGMENT);
+    let image_quads = h * w * channels / 4;
     NormLaunch {
         segments,
         segment_pixels: NORM_SEGMENT,
@@ -434,7 +443,11 @@ pub fn norm_launch(batch: usize, h: usize, w: usize, channels: usize) -> NormLau
             ),
             threads: NORM_THREADS,
         },
-        apply: LaunchShape::elementwise(batch * h * w * channels),
+        apply: LaunchShape {
+            grid: (blocks(image_quads, NORM_THREADS), batch as u32, 1),
+            threads: NORM_THREADS,
+        },
+        image_quads,
     }
 }
 
@@ -556,7 +569,7 @@ fn launch_norm(
         .arg(&c_i);
     // SAFETY: as above.
     unsafe { finalize.launch(plan.finalize.config()) }.map_err(&error)?;
-    let count = batch * hw * channels;
+    let image_quads = plan.image_quads as i32;
     let mode = if residual.is_some() {
         Then::AddResidual
     } else {
@@ -573,12 +586,7 @@ fn launch_norm(
         Some(bf16) => apply.arg(bf16),
         None => apply.arg(&no_buffer),
     };
-    apply
-        .arg(&count)
-        .arg(&hw_i)
-        .arg(&c_i)
-        .arg(&mode)
-        .arg(&in_place);
+    apply.arg(&image_quads).arg(&c_i).arg(&mode).arg(&in_place);
     // SAFETY: as above.
     unsafe { apply.launch(plan.apply.config()) }.map_err(&error)?;
     Ok(())
