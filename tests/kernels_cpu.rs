@@ -292,13 +292,9 @@ impl KernelBackend for Emulated<'_> {
         }
     }
 
-    // Two partial-sum segments (2048 pixels each) where the channels are few enough.
-    fn norm_sizes(&self, channels: usize) -> Vec<(usize, usize)> {
-        if channels > 128 {
-            vec![(5, 7)]
-        } else {
-            vec![(5, 7), (47, 53)]
-        }
+    // One partial-sum segment (65536 elements), and several.
+    fn norm_sizes(&self, _channels: usize) -> Vec<(usize, usize)> {
+        vec![(5, 7), (47, 53)]
     }
 }
 

@@ -24,8 +24,11 @@ use std::sync::Arc;
 
 /// Channels of the widest activation (the full-resolution 32-channel maps).
 const WIDEST_CHANNELS: usize = 32;
-/// Pixels of an InstanceNorm partial-sum segment.
-const NORM_SEGMENT: usize = 2048;
+/// Elements (pixels x channels) of an InstanceNorm partial-sum segment, each summed by one block
+/// of norm_partial_sums: 2048 pixels of 32 channels, 512 of 128, so that the narrower maps of
+/// more channels get as many blocks (a fixed 2048 pixels left 64 blocks for a 1080p frame's
+/// 128-channel maps, 5% of an H100's memory bandwidth).
+const NORM_SEGMENT_ELEMENTS: usize = 65536;
 const NORM_THREADS: u32 = 256;
 /// Threads that sum one (image, channel)'s segments in norm_finalize (FINALIZE_LANES in norm.cu).
 const FINALIZE_LANES: usize = 32;
@@ -426,11 +429,12 @@ pub fn norm_launch(batch: usize, h: usize, w: usize, channels: usize) -> NormLau
         channels.is_multiple_of(4),
         "norm_apply takes channels 4 at a time, not {channels}"
     );
-    let segments = (h * w).div_ceil(NORM_SEGMENT);
+    let segment_pixels = (NORM_SEGMENT_ELEMENTS / channels).max(1);
+    let segments = (h * w).div_ceil(segment_pixels);
     let image_quads = h * w * channels / 4;
     NormLaunch {
         segments,
-        segment_pixels: NORM_SEGMENT,
+        segment_pixels,
         sums: LaunchShape {
             grid: (segments as u32, batch as u32, 1),
             threads: NORM_THREADS,
@@ -1156,7 +1160,7 @@ impl CudaEngine {
             .transpose()
             .map_err(&error)?;
         let device_norm = DeviceNorm::new(stream, norm).map_err(&error)?;
-        let segments = (height * width).div_ceil(NORM_SEGMENT);
+        let segments = norm_launch(1, height, width, channels).segments;
         let mut partial = stream
             .alloc_zeros::<f64>(segments * 2 * channels)
             .map_err(&error)?;
@@ -1272,9 +1276,9 @@ mod tests {
 
     #[test]
     fn buffers_of_one_large_frame_are_not_reused_for_more_smaller_frames_they_cannot_hold() {
-        // Partial sums as many per frame as norm_partial_sums' 2048-pixel segments need.
+        // Partial sums as many per frame as norm_partial_sums needs for 128 channels.
         let for_batch = |size: FrameSize, frames| {
-            let segments = (size.width * size.height).div_ceil(NORM_SEGMENT);
+            let segments = norm_launch(1, size.height, size.width, NORM_CHANNELS).segments;
             Capacity::for_batch(size, frames, segments * 2 * NORM_CHANNELS)
         };
         let one_hd = for_batch(size(1920, 1080), 1);
