@@ -1,8 +1,8 @@
 // Convolution as an implicit GEMM: rows are output pixels (batch x out_h x out_w), columns are
 // output channels, the reduction runs over (ky, kx, ci). Reflection padding and the
 // deconvolutions' nearest 2x upsampling are folded into the input index of each load (no padded
-// or upsampled copy exists), and the bias is added in the epilogue. Activations are NHWC; the
-// outputs are f32.
+// or upsampled copy exists), and the bias is added in the epilogue, which also sums each output
+// channel for the InstanceNorm after it. Activations are NHWC; the outputs are f32.
 // Needs common.cuh, which the engine prepends (NVRTC is given one self-contained source).
 
 // Both GEMM kernels come in two widths of output-channel tile, TILE_N = 64 and 32 (the
@@ -28,21 +28,73 @@ __device__ __forceinline__ void locate_rows(int first, int pixels, int out_h, in
     }
 }
 
+// A GEMM block covers TILE pixels of one image, never two, so that its epilogue can sum each
+// output channel over its pixels for the InstanceNorm after the convolution; the grid is
+// (batch x blocks per image, channel tiles). The block's first pixel, the end of its image, and
+// its block of the image (norm_finalize's segment).
+template <int TILE>
+__device__ __forceinline__ void block_pixels(int out_h, int out_w, int* first, int* end) {
+    const int image_pixels = out_h * out_w;
+    const int per_image = (image_pixels + TILE - 1) / TILE;
+    const int image = blockIdx.x / per_image;
+    *first = image * image_pixels + (blockIdx.x - image * per_image) * TILE;
+    *end = (image + 1) * image_pixels;
+}
+
+// The epilogue's part of InstanceNorm, when `partial` is not null: each thread holds the sums
+// and the sums of squares over its rows of COLUMNS of the block's columns (`columns`, within
+// the tile); the lanes of a warp that hold other rows of the same columns differ in the lane
+// bits from ROW_LANES up (a butterfly over those leaves every lane with the same bits), and the
+// warps holding the same columns are numbered by `slot`, of SLOTS. The block's sums, added in
+// slot order, are written as its segment (blockIdx.x) of `partial`, norm_partial_sums' layout.
+template <int COLUMNS, int SLOTS, int TILE_N, int ROW_LANES>
+__device__ __forceinline__ void write_block_statistics(double* sums, double* squares,
+                                                       const int* columns, int slot, int n0,
+                                                       int co, double* __restrict__ partial) {
+    __shared__ double slot_sums[SLOTS][TILE_N][2];
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int c = 0; c < COLUMNS; ++c) {
+#pragma unroll
+        for (int lanes = ROW_LANES; lanes < 32; lanes *= 2) {
+            sums[c] += shfl_xor(sums[c], lanes);
+            squares[c] += shfl_xor(squares[c], lanes);
+        }
+        if (lane < ROW_LANES) {
+            slot_sums[slot][columns[c]][0] = sums[c];
+            slot_sums[slot][columns[c]][1] = squares[c];
+        }
+    }
+    __syncthreads();
+    const int n = threadIdx.x;
+    if (n < TILE_N && n0 + n < co) {
+        double sum = 0.0, square = 0.0;
+#pragma unroll
+        for (int s = 0; s < SLOTS; ++s) {
+            sum += slot_sums[s][n][0];
+            square += slot_sums[s][n][1];
+        }
+        double* out = partial + (size_t)blockIdx.x * 2 * co;
+        out[n0 + n] = sum;
+        out[co + n0 + n] = square;
+    }
+}
+
 // fp32 path (matches the golden vectors): 256 threads, each owns a 4 x (TILE_N / 16) block of
-// outputs. A tile loads run along channels (16 consecutive threads read 16 consecutive floats of
+// outputs, of TILE_M pixels of one image. A tile loads run along channels (16 consecutive threads read 16 consecutive floats of
 // a pixel), so they coalesce for every layer whose input has 16 or more channels.
 template <int TILE_N>
 __device__ __forceinline__ void conv_gemm_f32(
     const float* __restrict__ input, const float* __restrict__ weights,
-    const float* __restrict__ bias, float* __restrict__ output,
-    int batch, int in_h, int in_w, int ci, int out_h, int out_w, int co,
-    int k, int stride, int pad, int upsample) {
+    const float* __restrict__ bias, float* __restrict__ output, double* __restrict__ partial,
+    int in_h, int in_w, int ci, int out_h, int out_w, int co, int k, int stride, int pad,
+    int upsample) {
     constexpr int COLS = TILE_N / 16;
     __shared__ float a_tile[TILE_K][TILE_M + 4];
     __shared__ float b_tile[TILE_K][TILE_N + 4];
-    const int pixels = batch * out_h * out_w;
+    int m0, end;
+    block_pixels<TILE_M>(out_h, out_w, &m0, &end);
     const int reduction = k * k * ci;
-    const int m0 = blockIdx.x * TILE_M;
     const int n0 = blockIdx.y * TILE_N;
     const int tid = threadIdx.x;
 
@@ -51,7 +103,7 @@ __device__ __forceinline__ void conv_gemm_f32(
     const int a_row = tid / TILE_K;
     int row_b[4], row_y[4], row_x[4];
     bool row_ok[4];
-    locate_rows<4, 16>(m0 + a_row, pixels, out_h, out_w, row_b, row_y, row_x, row_ok);
+    locate_rows<4, 16>(m0 + a_row, end, out_h, out_w, row_b, row_y, row_x, row_ok);
     // B: row b_k, columns b_n .. b_n + COLS - 1.
     const int b_k = tid / 16;
     const int b_n = (tid % 16) * COLS;
@@ -92,16 +144,31 @@ __device__ __forceinline__ void conv_gemm_f32(
         }
         __syncthreads();
     }
+    // This thread's columns tx * COLS + j, and their sums over its rows for InstanceNorm.
+    double sums[COLS] = {}, squares[COLS] = {};
+    int columns[COLS];
+#pragma unroll
+    for (int j = 0; j < COLS; ++j) columns[j] = tx * COLS + j;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
         const int m = m0 + ty * 4 + i;
-        if (m >= pixels) continue;
+        if (m >= end) continue;
 #pragma unroll
         for (int j = 0; j < COLS; ++j) {
-            const int n = n0 + tx * COLS + j;
-            if (n < co) output[(size_t)m * co + n] = acc[i][j] + bias[n];
+            const int n = n0 + columns[j];
+            if (n < co) {
+                const float y = acc[i][j] + bias[n];
+                output[(size_t)m * co + n] = y;
+                sums[j] += y;
+                squares[j] += (double)y * y;
+            }
         }
     }
+    // A warp's lanes 0-15 and 16-31 hold other rows of the same columns; every warp holds all
+    // TILE_N columns.
+    if (partial)
+        write_block_statistics<COLS, 8, TILE_N, 16>(sums, squares, columns, tid / 32, n0, co,
+                                                    partial);
 }
 
 // Tensor-core path for --precision fast: BF16 operands, FP32 accumulation, with the
@@ -119,11 +186,7 @@ __device__ __forceinline__ void conv_gemm_f32(
 // ldmatrix phase reads (and a cp.async phase writes) fall in distinct banks.
 // 128 threads = 4 warps, WARPS_M x (4 / WARPS_M); a block computes TC_TILE_M pixels of one
 // image x TILE_N channels, each warp (TC_TILE_M / WARPS_M) x (TILE_N * WARPS_M / 4) of them as
-// 16x8 MMA tiles. Blocks never span two images, so that the epilogue can also sum each output
-// channel over its pixels for the InstanceNorm that follows (`partial`, when not null: per
-// block and channel, its sum and sum of squares in double, in a fixed order, in
-// norm_partial_sums' layout with one segment per block), and the norm need not read the output
-// again for its statistics.
+// 16x8 MMA tiles.
 #define TC_TILE_M 128
 #define TC_K 32
 #define TC_PAD 8
@@ -146,13 +209,8 @@ __device__ __forceinline__ void conv_gemm_bf16_tc(
     // A as [m][k] and B as [n][k]: ldmatrix of either gives mma.sync's fragments.
     __shared__ __align__(16) unsigned short a_ring[TC_STAGES][TC_TILE_M][TC_K + TC_PAD];
     __shared__ __align__(16) unsigned short b_ring[TC_STAGES][TILE_N][TC_K + TC_PAD];
-    // This block's pixels: tile `tile_of_image` of image `image`, which ends before `end`.
-    const int image_pixels = out_h * out_w;
-    const int tiles_per_image = (image_pixels + TC_TILE_M - 1) / TC_TILE_M;
-    const int image = blockIdx.x / tiles_per_image;
-    const int tile_of_image = blockIdx.x - image * tiles_per_image;
-    const int m0 = image * image_pixels + tile_of_image * TC_TILE_M;
-    const int end = (image + 1) * image_pixels;
+    int m0, end;
+    block_pixels<TC_TILE_M>(out_h, out_w, &m0, &end);
     const int reduction = k * k * ci, tiles = reduction / TC_K;
     const int n0 = blockIdx.y * TILE_N;
     const int tid = threadIdx.x;
@@ -264,9 +322,12 @@ __device__ __forceinline__ void conv_gemm_bf16_tc(
     }
     // Accumulator layout: d0,d1 at (group, 2*in_group + {0,1}); d2,d3 eight rows below. This
     // thread's outputs are in columns warp_n + 8 * j + 2 * in_group + p (p = 0, 1), of which
-    // it sums its rows.
+    // it sums its rows for InstanceNorm.
     const int group = lane / 4, in_group = lane % 4;
-    double sums[MMA_N][2] = {}, squares[MMA_N][2] = {};
+    double sums[2 * MMA_N] = {}, squares[2 * MMA_N] = {};
+    int columns[2 * MMA_N];
+#pragma unroll
+    for (int c = 0; c < 2 * MMA_N; ++c) columns[c] = warp_n + 8 * (c / 2) + 2 * in_group + c % 2;
 #pragma unroll
     for (int i = 0; i < MMA_M; ++i)
 #pragma unroll
@@ -274,77 +335,40 @@ __device__ __forceinline__ void conv_gemm_bf16_tc(
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const int m = m0 + warp_m + 16 * i + group + (e >= 2 ? 8 : 0);
-                const int n = n0 + warp_n + 8 * j + 2 * in_group + (e % 2);
+                const int c = 2 * j + e % 2, n = n0 + columns[c];
                 if (m < end && n < co) {
                     const float y = acc[i][j][e] + bias[n];
                     output[(size_t)m * co + n] = y;
-                    sums[j][e % 2] += y;
-                    squares[j][e % 2] += (double)y * y;
+                    sums[c] += y;
+                    squares[c] += (double)y * y;
                 }
             }
-    if (partial == nullptr) return;
-    // The column sums of the warp's 8 row groups (a butterfly: every lane ends with the same
-    // bits), then of the WARPS_M warps of the column, in order.
-    __shared__ double warp_sums[WARPS_M][TILE_N][2];
-#pragma unroll
-    for (int j = 0; j < MMA_N; ++j)
-#pragma unroll
-        for (int p = 0; p < 2; ++p) {
-#pragma unroll
-            for (int lanes = 4; lanes < 32; lanes *= 2) {
-                sums[j][p] += shfl_xor(sums[j][p], lanes);
-                squares[j][p] += shfl_xor(squares[j][p], lanes);
-            }
-            if (group == 0) {
-                const int column = warp_n + 8 * j + 2 * in_group + p;
-                warp_sums[warp / WARPS_N][column][0] = sums[j][p];
-                warp_sums[warp / WARPS_N][column][1] = squares[j][p];
-            }
-        }
-    __syncthreads();
-    if (tid < TILE_N && n0 + tid < co) {
-        double sum = 0.0, square = 0.0;
-#pragma unroll
-        for (int w = 0; w < WARPS_M; ++w) {
-            sum += warp_sums[w][tid][0];
-            square += warp_sums[w][tid][1];
-        }
-        double* out = partial + (size_t)blockIdx.x * 2 * co;
-        out[n0 + tid] = sum;
-        out[co + n0 + tid] = square;
-    }
+    // The lanes of a group (lane / 4) hold other rows of the same columns; the WARPS_M warps
+    // of a column of warps hold the same columns.
+    if (partial)
+        write_block_statistics<2 * MMA_N, WARPS_M, TILE_N, 4>(sums, squares, columns,
+                                                              warp / WARPS_N, n0, co, partial);
 }
 
-// The entry points: (input, weights, bias, output, batch, in_h, in_w, ci, out_h, out_w, co, k,
-// stride, pad, upsample). The fp32 GEMMs read f32 activations and [ky][kx][ci][co] f32 weights,
-// on a grid of (pixel tiles of TILE_M, channel tiles of TILE_N).
-#define CONV_GEMM_ENTRY(name, TILE_N)                                                           \
-    extern "C" __global__ void __launch_bounds__(256) name(                                     \
-        const float* __restrict__ input, const float* __restrict__ weights,                     \
-        const float* __restrict__ bias, float* __restrict__ output, int batch, int in_h,        \
-        int in_w, int ci, int out_h, int out_w, int co, int k, int stride, int pad,             \
-        int upsample) {                                                                         \
-        conv_gemm_f32<TILE_N>(input, weights, bias, output, batch, in_h, in_w, ci, out_h, out_w, \
-                              co, k, stride, pad, upsample);                                    \
-    }
-CONV_GEMM_ENTRY(conv2d_f32, 64)
-CONV_GEMM_ENTRY(conv2d_f32_n32, 32)
-
-// The tensor-core GEMMs read BF16 activations and [co][ky][kx][ci] BF16 weights, and take the
-// statistics' output after `output` (null for none); grid (batch x pixel tiles of TC_TILE_M per
-// image, channel tiles of TILE_N). 64 channels: warps of 64 x 32 (2 x 2); 32 channels: warps of
-// 32 x 32 (4 x 1).
-#define CONV_TC_ENTRY(name, TILE_N, WARPS_M)                                                    \
-    extern "C" __global__ void __launch_bounds__(TC_THREADS) name(                              \
-        const unsigned short* __restrict__ input, const unsigned short* __restrict__ weights,   \
+// The entry points: (input, weights, bias, output, partial, batch, in_h, in_w, ci, out_h, out_w,
+// co, k, stride, pad, upsample), where `partial` receives the InstanceNorm partial sums of the
+// output (null for none); grid (batch x pixel tiles per image, channel tiles). The fp32 GEMMs
+// read f32 activations and [ky][kx][ci][co] f32 weights; the tensor-core GEMMs BF16
+// activations and [co][ky][kx][ci] BF16 weights.
+#define CONV_GEMM_ENTRY(name, element, threads, body)                                           \
+    extern "C" __global__ void __launch_bounds__(threads) name(                                 \
+        const element* __restrict__ input, const element* __restrict__ weights,                 \
         const float* __restrict__ bias, float* __restrict__ output, double* __restrict__ partial,\
         int batch, int in_h, int in_w, int ci, int out_h, int out_w, int co, int k, int stride, \
         int pad, int upsample) {                                                                \
-        conv_gemm_bf16_tc<TILE_N, WARPS_M>(input, weights, bias, output, partial, in_h, in_w,   \
-                                           ci, out_h, out_w, co, k, stride, pad, upsample);     \
+        body(input, weights, bias, output, partial, in_h, in_w, ci, out_h, out_w, co, k, stride,\
+             pad, upsample);                                                                    \
     }
-CONV_TC_ENTRY(conv2d_bf16_tc, 64, 2)
-CONV_TC_ENTRY(conv2d_bf16_tc_n32, 32, 4)
+CONV_GEMM_ENTRY(conv2d_f32, float, 256, conv_gemm_f32<64>)
+CONV_GEMM_ENTRY(conv2d_f32_n32, float, 256, conv_gemm_f32<32>)
+// 64 channels: warps of 64 x 32 (2 x 2); 32 channels: warps of 32 x 32 (4 x 1).
+CONV_GEMM_ENTRY(conv2d_bf16_tc, unsigned short, TC_THREADS, (conv_gemm_bf16_tc<64, 2>))
+CONV_GEMM_ENTRY(conv2d_bf16_tc_n32, unsigned short, TC_THREADS, (conv_gemm_bf16_tc<32, 4>))
 
 // Direct convolution for the image-facing layers (stride 1, no upsampling): the first, 3 -> 32
 // channels, and the last, 32 -> 3, both 9x9. As a GEMM their 3 channels fill 3 of a tile's 64

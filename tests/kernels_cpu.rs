@@ -4,12 +4,11 @@
 //! twins of their fragment layouts and completion rules), launched with the engine's own
 //! launch shapes, and compared with the CPU engine's layers: every kind of convolution in both
 //! precisions, InstanceNorm with ReLU and with a residual, alone and after each convolution
-//! (with the statistics the tensor-core kernels sum in their epilogue), and the frame
-//! conversion. Four mutants of conv.cu (a wrong fragment index, a tile read before its
-//! asynchronous copies land, statistics summed over half the rows, a missing barrier) must
-//! fail the same comparisons, and the kernels' accesses must stay inside their buffers under
-//! AddressSanitizer. The build needs a C++20 compiler (`c++`,
-//! or `CXX`) with its AddressSanitizer runtime.
+//! (with the statistics the GEMMs sum in their epilogue), and the frame conversion. Four
+//! mutants of conv.cu (a wrong fragment index, a tile read before its asynchronous copies land,
+//! statistics summed over half the rows, a missing barrier) must fail the same comparisons, and
+//! the kernels' accesses must stay inside their buffers under AddressSanitizer. The build needs
+//! a C++20 compiler (`c++`, or `CXX`) with its AddressSanitizer runtime.
 
 mod common;
 
@@ -106,8 +105,8 @@ fn mutant(dir: &Path, from: &str, to: &str) -> Library {
     build(&kernels, &dir.join("mutant.so"))
 }
 
-/// Input and weights are f32, or BF16 for the tensor-core GEMMs, which also write InstanceNorm
-/// partial sums unless given null.
+/// Input and weights are f32, or BF16 for the tensor-core GEMMs; the GEMMs also write
+/// InstanceNorm partial sums unless given null.
 type ConvEntry = unsafe extern "C" fn(
     i32,
     u32,
@@ -382,12 +381,12 @@ fn a_wrong_fragment_index_a_tile_read_before_it_lands_short_statistics_and_a_mis
         ),
         "a tile read before its cp.async copies landed went unnoticed"
     );
-    // The statistics the tensor-core epilogue sums for InstanceNorm, missing the last step of
-    // the warp's butterfly: each column's sum holds half of its rows.
+    // The statistics the GEMMs' epilogue sums for InstanceNorm, missing the last step of the
+    // warp's butterfly: each column's sum holds half of its rows.
     let half_sums = mutant(
         &dir.path().join("statistics"),
-        "for (int lanes = 4; lanes < 32; lanes *= 2) {",
-        "for (int lanes = 4; lanes < 16; lanes *= 2) {",
+        "for (int lanes = ROW_LANES; lanes < 32; lanes *= 2) {",
+        "for (int lanes = ROW_LANES; lanes < 16; lanes *= 2) {",
     );
     let caught = norm_after_convolution_differences(&mut Emulated(&half_sums), &net)
         .iter()

@@ -121,8 +121,8 @@ pub fn assert_convolutions_match(backend: &mut dyn KernelBackend, net: &Transfor
 
 /// InstanceNorm after each kind of convolution that has one (down, residual, up), in both
 /// precisions, with the residual after the residual block's, against the CPU engine's
-/// InstanceNorm of that convolution's output, where the tensor-core kernels' epilogue has summed
-/// the output for it: (name, largest relative difference).
+/// InstanceNorm of that convolution's output, where the GEMMs' epilogue has summed the output
+/// for it: (name, largest relative difference).
 pub fn norm_after_convolution_differences(
     backend: &mut dyn KernelBackend,
     net: &TransformerNet,

@@ -15,29 +15,30 @@ using emulation::launch;
 
 // kernel: the engine's ConvKernel (0 fp32 GEMM, 1 tensor-core GEMM, 2 and 3 direct, 4 and 5
 // the GEMMs with 32-wide channel tiles); input and weights: f32, or BF16 for the tensor-core
-// GEMMs (1 and 5), which also write InstanceNorm's partial sums into `partial` unless it is
+// GEMMs (1 and 5); the GEMMs also write InstanceNorm's partial sums into `partial` unless it is
 // null; ints: batch, in_h, in_w, ci, out_h, out_w, co, k, stride, pad, upsample.
 ENTRY void emu_conv2d(int kernel_number, unsigned grid_x, unsigned grid_y, unsigned threads,
                       const void* input, const void* weights, const float* bias, float* output,
                       double* partial, const int* n) {
     const dim3 grid{grid_x, grid_y, 1}, block{threads, 1, 1};
-    const auto f32 = [&](auto kernel) {
+    const auto gemm = [&](auto kernel, auto element) {
+        using Element = decltype(element);
+        launch(grid, block, kernel, static_cast<const Element*>(input),
+               static_cast<const Element*>(weights), bias, output, partial, n[0], n[1], n[2],
+               n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]);
+    };
+    const auto direct = [&](auto kernel) {
         launch(grid, block, kernel, static_cast<const float*>(input),
                static_cast<const float*>(weights), bias, output, n[0], n[1], n[2], n[3], n[4],
                n[5], n[6], n[7], n[8], n[9], n[10]);
     };
-    const auto bf16 = [&](auto kernel) {
-        launch(grid, block, kernel, static_cast<const unsigned short*>(input),
-               static_cast<const unsigned short*>(weights), bias, output, partial, n[0], n[1],
-               n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]);
-    };
     switch (kernel_number) {
-        case 0: return f32(conv2d_f32);
-        case 1: return bf16(conv2d_bf16_tc);
-        case 2: return f32(conv2d_direct_to32);
-        case 3: return f32(conv2d_direct_to3);
-        case 4: return f32(conv2d_f32_n32);
-        case 5: return bf16(conv2d_bf16_tc_n32);
+        case 0: return gemm(conv2d_f32, 0.f);
+        case 1: return gemm(conv2d_bf16_tc, (unsigned short)0);
+        case 2: return direct(conv2d_direct_to32);
+        case 3: return direct(conv2d_direct_to3);
+        case 4: return gemm(conv2d_f32_n32, 0.f);
+        case 5: return gemm(conv2d_bf16_tc_n32, (unsigned short)0);
     }
     std::fprintf(stderr, "emu_conv2d: no kernel number %d\n", kernel_number);
     std::abort();

@@ -348,7 +348,7 @@ pub struct ConvLaunch {
     /// The output's height and width.
     pub out: (usize, usize),
     /// Blocks per image, for a kernel that sums each output channel over each of its blocks
-    /// for the InstanceNorm after it (the tensor-core GEMMs): norm_finalize's segments.
+    /// for the InstanceNorm after it (the GEMMs): norm_finalize's segments.
     pub statistics_segments: Option<usize>,
 }
 
@@ -360,7 +360,6 @@ pub fn conv_launch(
     tensor_cores: bool,
 ) -> ConvLaunch {
     let (oh, ow) = (conv.output_size(h), conv.output_size(w));
-    let pixels = batch * oh * ow;
     let ints = [
         batch,
         h,
@@ -376,22 +375,20 @@ pub fn conv_launch(
     ]
     .map(|v| v as i32);
     let kernel = ConvKernel::for_layer(conv, tensor_cores);
-    // The tensor-core GEMMs' blocks never span two images.
+    // The GEMMs' blocks never span two images.
     let statistics_segments = kernel
-        .uses_tensor_cores()
-        .then(|| (oh * ow).div_ceil(kernel.gemm_tile().expect("a GEMM").pixels));
-    let shape = match kernel.gemm_tile() {
-        Some(tile) => LaunchShape {
+        .gemm_tile()
+        .map(|tile| (oh * ow).div_ceil(tile.pixels));
+    let shape = match (kernel.gemm_tile(), statistics_segments) {
+        (Some(tile), Some(per_image)) => LaunchShape {
             grid: (
-                statistics_segments
-                    .map_or(pixels.div_ceil(tile.pixels), |per_image| batch * per_image)
-                    as u32,
+                (batch * per_image) as u32,
                 conv.out_channels.div_ceil(tile.channels) as u32,
                 1,
             ),
             threads: if kernel.uses_tensor_cores() { 128 } else { 256 },
         },
-        None => LaunchShape {
+        _ => LaunchShape {
             grid: (
                 (oh.div_ceil(DIRECT_TILE) * ow.div_ceil(DIRECT_TILE * kernel.pixels_per_thread()))
                     as u32,
@@ -1063,7 +1060,7 @@ impl CudaEngine {
 
     /// One convolution of an HWC map (batch 1) with `conv`, in this engine's precision, then,
     /// when given, InstanceNorm on its output with a ReLU or `residual` added, taking its
-    /// statistics from the convolution where that sums its output (the tensor-core GEMMs), as a
+    /// statistics from the convolution where that sums its output (the GEMMs), as a
     /// layer of the network runs: the convolution's output, and the normalised map.
     pub fn run_conv_then_norm(
         &mut self,
