@@ -760,7 +760,8 @@ impl CudaEngine {
             0
         };
         let io = size.rgb_bytes() * (1 + 4);
-        frames * (f32_activations + bf16_activations + io)
+        let norm_partials = self.norm_partials_per_frame(size) * 8;
+        frames * (f32_activations + bf16_activations + io + norm_partials)
     }
 
     /// Makes sure the buffers hold a batch of `frames` frames of `size`, checking free memory
