@@ -30,8 +30,8 @@ __device__ __forceinline__ void locate_rows(int first, int pixels, int out_h, in
 
 // A GEMM block covers TILE pixels of one image, never two, so that its epilogue can sum each
 // output channel over its pixels for the InstanceNorm after the convolution; the grid is
-// (batch x blocks per image, channel tiles). The block's first pixel, the end of its image, and
-// its block of the image (norm_finalize's segment).
+// (batch x blocks per image, channel tiles), and blockIdx.x is the block's segment in
+// norm_finalize's layout. The block's first pixel, and the end of its image.
 template <int TILE>
 __device__ __forceinline__ void block_pixels(int out_h, int out_w, int* first, int* end) {
     const int image_pixels = out_h * out_w;
@@ -81,8 +81,9 @@ __device__ __forceinline__ void write_block_statistics(double* sums, double* squ
 }
 
 // fp32 path (matches the golden vectors): 256 threads, each owns a 4 x (TILE_N / 16) block of
-// outputs, of TILE_M pixels of one image. A tile loads run along channels (16 consecutive threads read 16 consecutive floats of
-// a pixel), so they coalesce for every layer whose input has 16 or more channels.
+// the block's outputs (TILE_M pixels of one image). A tile loads run along channels (16
+// consecutive threads read 16 consecutive floats of a pixel), so they coalesce for every layer
+// whose input has 16 or more channels.
 template <int TILE_N>
 __device__ __forceinline__ void conv_gemm_f32(
     const float* __restrict__ input, const float* __restrict__ weights,

@@ -2,9 +2,10 @@
 //! no cuBLAS), loaded with cudarc. Activations stay NHWC on the device; convolutions are
 //! implicit GEMMs (fp32, or BF16 tensor cores for `--precision fast`, which read BF16
 //! activations and weights packed once at load), InstanceNorm is a deterministic two-stage
-//! reduction fused with its ReLU or residual add (and writing the next tensor-core layer's BF16
-//! input), and frames are converted to and from 8-bit on the GPU. Frames are processed in
-//! batches through pinned host buffers.
+//! reduction (its first stage in the convolution's epilogue after a GEMM) fused with its ReLU
+//! or residual add (and writing the next tensor-core layer's BF16 input), and frames are
+//! converted to and from 8-bit on the GPU. Frames are processed in batches through pinned host
+//! buffers.
 
 mod clock;
 pub mod kernels;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 /// Channels of the widest activation (the full-resolution 32-channel maps).
 const WIDEST_CHANNELS: usize = 32;
 /// Elements (pixels x channels) of an InstanceNorm partial-sum segment, each summed by one block
-/// of norm_partial_sums: 2048 pixels of 32 channels, 512 of 128, so that the narrower maps of
+/// of norm_partial_sums: 2048 pixels of 32 channels, 512 of 128, so that the smaller maps of
 /// more channels get as many blocks (a fixed 2048 pixels left 64 blocks for a 1080p frame's
 /// 128-channel maps, 5% of an H100's memory bandwidth).
 const NORM_SEGMENT_ELEMENTS: usize = 65536;
