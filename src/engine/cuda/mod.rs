@@ -162,8 +162,8 @@ struct Capacity {
 }
 
 impl Capacity {
-    /// `partials_per_frame`: what the InstanceNorm of the network's largest need for partial
-    /// sums takes ([`norm_partials_per_frame`]).
+    /// `partials_per_frame`: the most InstanceNorm partial sums one frame's norms need
+    /// (`CudaEngine::norm_partials_per_frame`).
     fn for_batch(size: FrameSize, frames: usize, partials_per_frame: usize) -> Capacity {
         let padded = size.width.div_ceil(4) * 4 * size.height.div_ceil(4) * 4;
         Capacity {
@@ -490,17 +490,14 @@ fn launch_conv(
         _ => unreachable!("a layer's input comes in the precision of its weights"),
     };
     launch.arg(&layer.bias).arg(dst);
-    let statistics_segments = match plan.statistics_segments {
-        Some(segments) => {
-            let summed = partial.is_some();
-            match partial {
-                Some(partial) => launch.arg(partial),
-                None => launch.arg(&no_buffer),
-            };
-            summed.then_some(segments)
-        }
-        None => None,
-    };
+    // The GEMMs take the partial sums' buffer after the output (null for none).
+    let summed = partial.is_some();
+    if plan.statistics_segments.is_some() {
+        match partial {
+            Some(partial) => launch.arg(partial),
+            None => launch.arg(&no_buffer),
+        };
+    }
     for value in &plan.ints {
         launch.arg(value);
     }
@@ -508,7 +505,7 @@ fn launch_conv(
     unsafe { launch.launch(plan.shape.config()) }.map_err(cuda_error(ordinal))?;
     Ok(ConvDone {
         out: plan.out,
-        statistics_segments,
+        statistics_segments: plan.statistics_segments.filter(|_| summed),
     })
 }
 
