@@ -125,17 +125,18 @@ type ConvEntry = unsafe extern "C" fn(
 struct Emulated<'a>(&'a Library);
 
 impl Emulated<'_> {
-    /// One convolution, writing InstanceNorm partial sums into `partial` where the kernel can:
-    /// the output, its size, and the partial sums' segments per image if it wrote them.
+    /// One convolution of `batch` maps, writing InstanceNorm partial sums into `partial` where
+    /// the kernel can: the output, its size, and the partial sums' segments per image if it
+    /// wrote them.
     fn convolve(
         &self,
         conv: &Conv,
-        input: &[f32],
+        (input, batch): (&[f32], usize),
         (height, width): (usize, usize),
         tensor_cores: bool,
         partial: Option<&mut [f64]>,
     ) -> (Vec<f32>, usize, usize, Option<usize>) {
-        let plan = conv_launch(conv, 1, height, width, tensor_cores);
+        let plan = conv_launch(conv, batch, height, width, tensor_cores);
         let (oh, ow) = plan.out;
         // A tensor-core layer's input is BF16 in the engine, written by the InstanceNorm before
         // it as its f32 result rounded (checked exactly by the InstanceNorm test).
@@ -150,7 +151,7 @@ impl Emulated<'_> {
         };
         let summed = plan.statistics_segments.filter(|_| partial.is_some());
         let partial = partial.map_or(std::ptr::null_mut(), |p| p.as_mut_ptr());
-        let mut output = vec![f32::NAN; oh * ow * conv.out_channels];
+        let mut output = vec![f32::NAN; batch * oh * ow * conv.out_channels];
         // SAFETY: the entry point's signature is ConvEntry; the buffers hold the launch's shapes.
         unsafe {
             let run: Symbol<ConvEntry> = self.0.get(b"emu_conv2d").unwrap();
@@ -245,7 +246,8 @@ impl KernelBackend for Emulated<'_> {
         width: usize,
         tensor_cores: bool,
     ) -> (Vec<f32>, usize, usize) {
-        let (output, oh, ow, _) = self.convolve(conv, input, (height, width), tensor_cores, None);
+        let (output, oh, ow, _) =
+            self.convolve(conv, (input, 1), (height, width), tensor_cores, None);
         (output, oh, ow)
     }
 
@@ -271,7 +273,7 @@ impl KernelBackend for Emulated<'_> {
         let mut partial = vec![f64::NAN; norm_partials(conv, 1, height, width, tensor_cores)];
         let (convolved, oh, ow, summed) = self.convolve(
             conv,
-            input,
+            (input, 1),
             (height, width),
             tensor_cores,
             Some(&mut partial),
@@ -325,6 +327,7 @@ fn the_kernels_stay_inside_their_buffers_under_address_sanitizer() {
         "instance_norm_matches_the_cpu_engine_with_relu_and_with_a_residual",
         "instance_norm_after_each_convolution_matches_the_cpu_engine_with_its_statistics_from_the_convolution",
         "frames_convert_to_floats_and_back_cropped_and_rounded_as_the_cpu_engine_does",
+        "a_batch_through_the_gemms_gives_each_image_its_own_output_and_statistics",
     ];
     let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(checks)
@@ -439,6 +442,58 @@ fn instance_norm_after_each_convolution_matches_the_cpu_engine_with_its_statisti
 ) {
     let net = load_style("mosaic").unwrap();
     assert_norms_after_convolutions_match(&mut Emulated(shipped()), &net);
+}
+
+/// The GEMMs' blocks never span two images, so a batch gives each image the bytes and the
+/// InstanceNorm partial sums it gets alone, at sizes that leave a partial block at every image's
+/// end.
+#[test]
+fn a_batch_through_the_gemms_gives_each_image_its_own_output_and_statistics() {
+    let net = load_style("mosaic").unwrap();
+    let library = Emulated(shipped());
+    for (conv, tensor_cores) in [
+        (&net.conv2, false),
+        (&net.conv2, true),
+        (&net.deconv2, false),
+        (&net.deconv2, true),
+    ] {
+        let (height, width) = (7, 9);
+        let image = height * width * conv.in_channels;
+        let batch = noise(3 * image, 5, 50.0);
+        let partials = |frames| norm_partials(conv, frames, height, width, tensor_cores);
+        let mut partial = vec![f64::NAN; partials(3)];
+        let (output, _, _, summed) = library.convolve(
+            conv,
+            (&batch, 3),
+            (height, width),
+            tensor_cores,
+            Some(&mut partial),
+        );
+        assert!(summed.is_some(), "a GEMM sums its output");
+        for (i, input) in batch.chunks_exact(image).enumerate() {
+            let mut alone = vec![f64::NAN; partials(1)];
+            let (expected, _, _, _) = library.convolve(
+                conv,
+                (input, 1),
+                (height, width),
+                tensor_cores,
+                Some(&mut alone),
+            );
+            let per_image = expected.len();
+            assert!(
+                output[i * per_image..(i + 1) * per_image] == expected[..],
+                "conv {}->{} tensor cores {tensor_cores}: image {i} of the batch differs from it alone",
+                conv.in_channels,
+                conv.out_channels
+            );
+            assert!(
+                partial[i * alone.len()..(i + 1) * alone.len()] == alone[..],
+                "conv {}->{} tensor cores {tensor_cores}: image {i}'s partial sums differ from its own",
+                conv.in_channels,
+                conv.out_channels
+            );
+        }
+    }
 }
 
 #[test]
