@@ -360,54 +360,67 @@ fn a_wrong_fragment_index_a_tile_read_before_it_lands_short_statistics_and_a_mis
 ) {
     let net = load_style("mosaic").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let tensor_core_kernel_caught = |name: &str, from: &str, to: &str| {
+    // Whether the harness built with `from` replaced by `to` in conv.cu fails `check`.
+    let caught = |name: &str, from: &str, to: &str, check: &dyn Fn(&mut Emulated) -> bool| {
         let library = mutant(&dir.path().join(name), from, to);
-        conv_differences(&mut Emulated(&library), &net)
+        check(&mut Emulated(&library))
+    };
+    let tensor_cores_off = |kernels: &mut Emulated| {
+        conv_differences(kernels, &net)
             .iter()
             .any(|(_, _, bf16)| *bf16 > BF16_TOLERANCE)
     };
+    let fp32_off = |kernels: &mut Emulated| {
+        conv_differences(kernels, &net)
+            .iter()
+            .any(|(_, fp32, _)| *fp32 > FP32_TOLERANCE)
+    };
+    let norm_off = |kernels: &mut Emulated| {
+        norm_after_convolution_differences(kernels, &net)
+            .iter()
+            .any(|(_, difference)| *difference > NORM_TOLERANCE)
+    };
     // B's second fragment register holds k 8..15 of its channels: read k 0..7 again instead.
     assert!(
-        tensor_core_kernel_caught(
+        caught(
             "fragment",
             "b_lane_k = (lane / 8 % 2) * 8;",
-            "b_lane_k = 0;"
+            "b_lane_k = 0;",
+            &tensor_cores_off
         ),
         "a wrong B fragment index went unnoticed"
     );
     // Waiting for one cp.async group too few: a tile is read before its copies have landed.
     assert!(
-        tensor_core_kernel_caught(
+        caught(
             "early-read",
             "cp_async_wait<TC_STAGES - 2>();",
-            "cp_async_wait<TC_STAGES - 1>();"
+            "cp_async_wait<TC_STAGES - 1>();",
+            &tensor_cores_off
         ),
         "a tile read before its cp.async copies landed went unnoticed"
     );
     // The statistics the GEMMs' epilogue sums for InstanceNorm, missing the last step of the
     // warp's butterfly: each column's sum holds half of its rows.
-    let half_sums = mutant(
-        &dir.path().join("statistics"),
-        "for (int lanes = ROW_LANES; lanes < 32; lanes *= 2) {",
-        "for (int lanes = ROW_LANES; lanes < 16; lanes *= 2) {",
-    );
-    let caught = norm_after_convolution_differences(&mut Emulated(&half_sums), &net)
-        .iter()
-        .any(|(_, difference)| *difference > NORM_TOLERANCE);
     assert!(
-        caught,
+        caught(
+            "statistics",
+            "for (int lanes = ROW_LANES; lanes < 32; lanes *= 2) {",
+            "for (int lanes = ROW_LANES; lanes < 16; lanes *= 2) {",
+            &norm_off
+        ),
         "InstanceNorm statistics from half the rows went unnoticed"
     );
     // The fp32 kernel without the barrier between staging a tile and reading it.
-    let missing_barrier = mutant(
-        &dir.path().join("barrier"),
-        "        __syncthreads();\n#pragma unroll\n        for (int t = 0; t < TILE_K; ++t) {",
-        "#pragma unroll\n        for (int t = 0; t < TILE_K; ++t) {",
+    assert!(
+        caught(
+            "barrier",
+            "        __syncthreads();\n#pragma unroll\n        for (int t = 0; t < TILE_K; ++t) {",
+            "#pragma unroll\n        for (int t = 0; t < TILE_K; ++t) {",
+            &fp32_off
+        ),
+        "a missing __syncthreads went unnoticed"
     );
-    let caught = conv_differences(&mut Emulated(&missing_barrier), &net)
-        .iter()
-        .any(|(_, fp32, _)| *fp32 > FP32_TOLERANCE);
-    assert!(caught, "a missing __syncthreads went unnoticed");
 }
 
 type SumsEntry = unsafe extern "C" fn(u32, u32, u32, *const f32, *mut f64, i32, i32, i32);
