@@ -1085,8 +1085,12 @@ impl CudaEngine {
         let mut output = stream
             .alloc_zeros::<f32>(oh * ow * conv.out_channels)
             .map_err(&error)?;
-        let mut partial = stream
-            .alloc_zeros::<f64>(norm_partials(conv, 1, height, width, layer.tensor_cores))
+        // Partial sums only for a norm.
+        let mut partial = norm
+            .map(|_| {
+                stream.alloc_zeros::<f64>(norm_partials(conv, 1, height, width, layer.tensor_cores))
+            })
+            .transpose()
             .map_err(&error)?;
         let done = launch_conv(
             stream,
@@ -1094,15 +1098,15 @@ impl CudaEngine {
             &layer,
             source,
             &mut output,
-            norm.map(|_| &mut partial),
+            partial.as_mut(),
             1,
             height,
             width,
             self.ordinal,
         )?;
         let convolved = stream.clone_dtoh(&output).map_err(&error)?;
-        let normalised = match norm {
-            Some(norm) => {
+        let normalised = match (norm, partial.as_mut()) {
+            (Some(norm), Some(partial)) => {
                 let device_norm = DeviceNorm::new(stream, norm).map_err(&error)?;
                 let mut scale_shift = stream
                     .alloc_zeros::<f32>(2 * conv.out_channels)
@@ -1122,7 +1126,7 @@ impl CudaEngine {
                         bf16: None,
                     },
                     done.statistics_segments,
-                    &mut partial,
+                    partial,
                     &mut scale_shift,
                     1,
                     oh,
@@ -1132,7 +1136,7 @@ impl CudaEngine {
                 )?;
                 Some(stream.clone_dtoh(&output).map_err(&error)?)
             }
-            None => None,
+            _ => None,
         };
         Ok((convolved, normalised))
     }
