@@ -1,6 +1,7 @@
 //! The CUDA engine on a real GPU: every kernel against the CPU engine's layer with the checks
 //! tests/kernels_cpu.rs runs on the CPU emulation (tests/common/kernel_checks.rs), here on
-//! sizes that span many blocks too, the whole network against every golden case, a video run
+//! sizes that span many blocks too, the whole network against every golden case, batches (of
+//! 1080p frames in chunks whose copies overlap the kernels, too) against single frames, a video run
 //! with `--device cuda`, and `mpirun -np 2` sharing one GPU giving the same bytes as `-np 1`.
 //!
 //! These need an NVIDIA GPU and driver: run them with
@@ -14,7 +15,7 @@ use common::*;
 use stylemill::engine::cpu::CpuEngine;
 use stylemill::engine::cuda::CudaEngine;
 use stylemill::engine::{quantize, Engine, Precision};
-use stylemill::frame::FrameSize;
+use stylemill::frame::{Frame, FrameSize};
 use stylemill::model::styles::load_style;
 use stylemill::model::{Conv, Norm, TransformerNet};
 
@@ -193,6 +194,58 @@ fn batches_give_the_same_frames_as_single_frames_even_after_a_larger_frame() {
         .filter(|(a, b)| a == b)
         .count();
     assert!(equal as f64 / cpu_frame.data.len() as f64 >= 0.999);
+}
+
+/// `frame` enlarged to `size` by repeating its pixels.
+fn enlarged(frame: &Frame, size: FrameSize) -> Frame {
+    let source = frame.size;
+    let data = (0..size.height)
+        .flat_map(|y| (0..size.width).map(move |x| (x, y)))
+        .flat_map(|(x, y)| {
+            let at = (y * source.height / size.height * source.width
+                + x * source.width / size.width)
+                * 3;
+            frame.data[at..at + 3].to_vec()
+        })
+        .collect();
+    Frame::new(size, data)
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: run with cargo test --release --test cuda -- --ignored"]
+fn a_batch_of_1080p_frames_in_overlapping_chunks_gives_the_same_frames_as_one_at_a_time() {
+    let net = load_style("candy").unwrap();
+    let small = decode(
+        &media("rabbit320_h264_aac.mp4"),
+        FrameSize {
+            width: 320,
+            height: 240,
+        },
+        false,
+    );
+    let hd = FrameSize {
+        width: 1920,
+        height: 1080,
+    };
+    // Five different frames: chunks of two, two and one, uploaded, computed and downloaded on
+    // three streams at once.
+    let frames: Vec<Frame> = small
+        .iter()
+        .step_by(40)
+        .take(5)
+        .map(|f| enlarged(f, hd))
+        .collect();
+    assert_eq!(frames.len(), 5);
+    for precision in [Precision::Fast, Precision::Fp32] {
+        nvrtc();
+        let mut engine = CudaEngine::new(&net, 0, precision, 5).expect("a CUDA GPU");
+        let batched = engine.stylize_batch(&frames).unwrap();
+        assert_eq!(batched.len(), frames.len());
+        for (frame, stylized) in frames.iter().zip(&batched) {
+            assert_eq!(engine.stylize(frame).unwrap(), *stylized, "{precision:?}");
+        }
+        assert_ne!(batched[0], batched[1]);
+    }
 }
 
 #[test]

@@ -5,11 +5,13 @@
 //! reduction (its first stage in the convolution's epilogue after a GEMM) fused with its ReLU
 //! or residual add (and writing the next tensor-core layer's BF16 input), and frames are
 //! converted to and from 8-bit on the GPU. Frames are processed in batches through pinned host
-//! buffers.
+//! buffers, in chunks whose copies run on streams of their own, overlapping the kernels
+//! (`overlap`).
 
 mod clock;
 pub mod kernels;
 pub mod nvrtc;
+mod overlap;
 pub mod sass;
 
 use super::{check_frame_size, EngineError, Precision};
@@ -18,9 +20,12 @@ use crate::model::{Conv, Norm, TransformerNet};
 use clock::KernelClock;
 pub use clock::KernelTime;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg,
+    sys::CUevent_flags, CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, CudaViewMut,
+    LaunchConfig, PinnedHostSlice, PushKernelArg,
 };
+use overlap::Streams;
 use rayon::prelude::*;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// Channels of the widest activation (the full-resolution 32-channel maps).
@@ -193,7 +198,12 @@ pub struct CudaEngine {
     ordinal: usize,
     description: String,
     ctx: Arc<CudaContext>,
+    /// The kernels' stream.
     stream: Arc<CudaStream>,
+    /// Copies of frames to and from the device, on streams of their own so that they overlap
+    /// the kernels (in the order `overlap` issues them).
+    upload_stream: Arc<CudaStream>,
+    download_stream: Arc<CudaStream>,
     functions: Functions,
     layers: Vec<(DeviceConv, Option<DeviceNorm>)>,
     work: Option<Work>,
@@ -639,7 +649,7 @@ fn launch_crop<T: cudarc::driver::DeviceRepr>(
     stream: &Arc<CudaStream>,
     function: &CudaFunction,
     src: &CudaSlice<f32>,
-    dst: &mut CudaSlice<T>,
+    mut dst: CudaViewMut<'_, T>,
     batch: usize,
     out: (usize, usize),
     size: FrameSize,
@@ -647,7 +657,7 @@ fn launch_crop<T: cudarc::driver::DeviceRepr>(
 ) -> Result<(), EngineError> {
     let ints = [batch, out.0, out.1, size.height, size.width].map(|v| v as i32);
     let mut launch = stream.launch_builder(function);
-    launch.arg(src).arg(dst);
+    launch.arg(src).arg(&mut dst);
     for value in &ints {
         launch.arg(value);
     }
@@ -667,9 +677,17 @@ impl CudaEngine {
     ) -> Result<CudaEngine, EngineError> {
         let error = cuda_error(ordinal);
         let ctx = CudaContext::new(ordinal).map_err(&error)?;
+        // SAFETY: nothing has been allocated in this context yet. cudarc's tracking would make
+        // every use of a buffer wait for the last use of the whole buffer on another stream,
+        // which would serialise the copies of one chunk of the frames' buffer behind the
+        // kernels on another; the engine orders its streams itself with events (`overlap`),
+        // and only the frames' staging buffers are used on more than one stream.
+        unsafe { ctx.disable_event_tracking() };
         let (major, minor) = ctx.compute_capability().map_err(&error)?;
         let arch = format!("sm_{major}{minor}");
         let stream = ctx.default_stream();
+        let upload_stream = ctx.new_stream().map_err(&error)?;
+        let download_stream = ctx.new_stream().map_err(&error)?;
         let mut module_functions = std::collections::HashMap::new();
         for (file, source, names) in kernels::FAMILIES {
             let compiled = kernels::cached_module(file, source, &arch)?;
@@ -720,6 +738,8 @@ impl CudaEngine {
             description,
             ctx,
             stream,
+            upload_stream,
+            download_stream,
             functions,
             layers,
             work: None,
@@ -776,7 +796,7 @@ impl CudaEngine {
         let error = cuda_error(self.ordinal);
         self.work = None;
         // The old buffers are freed on the stream: wait for that before asking what is free.
-        self.stream.synchronize().map_err(&error)?;
+        self.ctx.synchronize().map_err(&error)?;
         let (free, _) = self.ctx.mem_get_info().map_err(&error)?;
         let needed = self.bytes_needed(size, frames);
         if needed > free {
@@ -822,7 +842,9 @@ impl CudaEngine {
             host_in: host_in.map_err(&error)?,
             host_out: host_out.map_err(&error)?,
         });
-        Ok(())
+        // The buffers are allocated and zeroed on the compute stream; the copy streams must
+        // not reach the frames' buffer before that is done.
+        self.stream.synchronize().map_err(&error)
     }
 
     /// Runs the network on the frames already converted into `work.input`; the output (before
@@ -951,27 +973,18 @@ impl CudaEngine {
         stage(n - 1, a, c, hw, None, false)
     }
 
-    /// Uploads frames (all of one size) and converts them to f32 on the device.
-    fn upload(&mut self, frames: &[&Frame]) -> Result<(), EngineError> {
+    /// Converts the uploaded 8-bit frames `frames` of the device's frame buffer to f32 in
+    /// `work.input`, on the compute stream.
+    fn convert_input(&mut self, frames: Range<usize>, size: FrameSize) -> Result<(), EngineError> {
         let error = cuda_error(self.ordinal);
         let work = self.work.as_mut().expect("reserved");
-        let bytes = frames[0].size.rgb_bytes();
-        let host = work.host_in.as_mut_slice().map_err(&error)?;
-        // One thread copying a batch of 1080p frames (50 MB) into the pinned staging buffer, and
-        // out again, took a quarter of fast mode's time per frame on an H100 machine (5.2 of
-        // 19.5 ms); the frames copy in parallel (0.9 ms).
-        host.par_chunks_mut(bytes)
-            .zip(frames.par_iter())
-            .for_each(|(staged, frame)| staged.copy_from_slice(&frame.data));
+        let bytes = size.rgb_bytes();
         let count = frames.len() * bytes;
-        self.stream
-            .memcpy_htod(
-                &work.host_in.as_slice().map_err(&error)?[..count],
-                &mut work.frames_u8.slice_mut(..count),
-            )
-            .map_err(&error)?;
+        let uploaded = work
+            .frames_u8
+            .slice(frames.start * bytes..frames.end * bytes);
         let mut launch = self.stream.launch_builder(&self.functions.rgb8_to_f32);
-        launch.arg(&work.frames_u8).arg(&mut work.input).arg(&count);
+        launch.arg(&uploaded).arg(&mut work.input).arg(&count);
         KernelClock::time(
             &mut self.clock,
             &self.stream,
@@ -986,44 +999,157 @@ impl CudaEngine {
         )
     }
 
-    /// Frames of one size through the network; 8-bit frames back.
+    /// Frames of one size through the network; 8-bit frames back. The batch goes in chunks
+    /// whose copies overlap the kernels of the chunks before and after (`overlap`).
     fn stylize_same_size(&mut self, frames: &[&Frame]) -> Result<Vec<Frame>, EngineError> {
         let size = frames[0].size;
         check_frame_size(size)?;
         self.reserve(size, frames.len())?;
-        self.upload(frames)?;
-        let (out_h, out_w) = self.run_network(frames.len(), size)?;
-        let error = cuda_error(self.ordinal);
-        let work = self.work.as_mut().expect("reserved");
-        let count = frames.len() * size.rgb_bytes();
+        let chunks = overlap::chunks(frames.len(), size.width * size.height);
+        let mut batch = BatchOnStreams {
+            engine: self,
+            frames,
+            size,
+            stylized: Vec::with_capacity(frames.len()),
+        };
+        let outcome = overlap::run(&mut batch, &chunks);
+        let stylized = batch.stylized;
+        if outcome.is_err() {
+            // Copies may still be running on the other streams: let them end before the buffers
+            // they use can be freed or reused. The error that stopped the batch is the one to
+            // report.
+            if let Err(error) = self.ctx.synchronize() {
+                log::warn!("GPU {}: after a failed batch: {error}", self.ordinal);
+            }
+        }
+        outcome.map(|()| stylized)
+    }
+}
+
+/// Event that orders one step of a chunk before the next across streams (no timing).
+fn step_event(stream: &CudaStream, ordinal: usize) -> Result<CudaEvent, EngineError> {
+    stream
+        .record_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING))
+        .map_err(cuda_error(ordinal))
+}
+
+/// A batch of frames of one size on its way through the engine's streams: each chunk of it
+/// staged in its frames' region of the pinned input, uploaded into the same region of the
+/// device's frame buffer, stylized back into that region, downloaded into that region of the
+/// pinned output, and collected into `stylized`.
+struct BatchOnStreams<'a> {
+    engine: &'a mut CudaEngine,
+    frames: &'a [&'a Frame],
+    size: FrameSize,
+    stylized: Vec<Frame>,
+}
+
+impl BatchOnStreams<'_> {
+    /// The chunk's bytes in every staging buffer.
+    fn region(&self, chunk: &Range<usize>) -> Range<usize> {
+        let bytes = self.size.rgb_bytes();
+        chunk.start * bytes..chunk.end * bytes
+    }
+
+    fn work(&mut self) -> &mut Work {
+        self.engine.work.as_mut().expect("reserved")
+    }
+}
+
+impl overlap::Streams for BatchOnStreams<'_> {
+    type Event = CudaEvent;
+    type Error = EngineError;
+
+    fn stage(&mut self, chunk: Range<usize>) -> Result<(), EngineError> {
+        let (region, bytes) = (self.region(&chunk), self.size.rgb_bytes());
+        let frames = &self.frames[chunk];
+        let error = cuda_error(self.engine.ordinal);
+        let host = self.work().host_in.as_mut_slice().map_err(error)?;
+        // One thread copying a batch of 1080p frames (50 MB) into the pinned staging buffer, and
+        // out again, took a quarter of fast mode's time per frame on an H100 machine (5.2 of
+        // 19.5 ms); the frames copy in parallel (0.9 ms).
+        host[region]
+            .par_chunks_mut(bytes)
+            .zip(frames.par_iter())
+            .for_each(|(staged, frame)| staged.copy_from_slice(&frame.data));
+        Ok(())
+    }
+
+    fn upload(&mut self, chunk: Range<usize>) -> Result<CudaEvent, EngineError> {
+        let region = self.region(&chunk);
+        let (stream, ordinal) = (self.engine.upload_stream.clone(), self.engine.ordinal);
+        let work = self.work();
+        let host = work.host_in.as_slice().map_err(cuda_error(ordinal))?;
+        stream
+            .memcpy_htod(&host[region.clone()], &mut work.frames_u8.slice_mut(region))
+            .map_err(cuda_error(ordinal))?;
+        step_event(&stream, ordinal)
+    }
+
+    fn stylize(
+        &mut self,
+        chunk: Range<usize>,
+        uploaded: &CudaEvent,
+    ) -> Result<CudaEvent, EngineError> {
+        let (size, region) = (self.size, self.region(&chunk));
+        let engine = &mut *self.engine;
+        let ordinal = engine.ordinal;
+        engine.stream.wait(uploaded).map_err(cuda_error(ordinal))?;
+        engine.convert_input(chunk.clone(), size)?;
+        let out = engine.run_network(chunk.len(), size)?;
+        let work = engine.work.as_mut().expect("reserved");
         KernelClock::time(
-            &mut self.clock,
-            &self.stream,
-            self.ordinal,
+            &mut engine.clock,
+            &engine.stream,
+            ordinal,
             || "f32_to_rgb8".to_string(),
             || {
                 launch_crop(
-                    &self.stream,
-                    &self.functions.f32_to_rgb8,
+                    &engine.stream,
+                    &engine.functions.f32_to_rgb8,
                     &work.c,
-                    &mut work.frames_u8,
-                    frames.len(),
-                    (out_h, out_w),
+                    work.frames_u8.slice_mut(region),
+                    chunk.len(),
+                    out,
                     size,
-                    self.ordinal,
+                    ordinal,
                 )
             },
         )?;
-        let host = work.host_out.as_mut_slice().map_err(&error)?;
-        self.stream
-            .memcpy_dtoh(&work.frames_u8.slice(..count), &mut host[..count])
-            .map_err(&error)?;
-        self.stream.synchronize().map_err(&error)?;
-        let host = work.host_out.as_slice().map_err(&error)?;
-        Ok(host[..count]
+        step_event(&engine.stream, ordinal)
+    }
+
+    fn download(
+        &mut self,
+        chunk: Range<usize>,
+        stylized: &CudaEvent,
+    ) -> Result<CudaEvent, EngineError> {
+        let region = self.region(&chunk);
+        let (stream, ordinal) = (self.engine.download_stream.clone(), self.engine.ordinal);
+        stream.wait(stylized).map_err(cuda_error(ordinal))?;
+        let work = self.work();
+        let host = work.host_out.as_mut_slice().map_err(cuda_error(ordinal))?;
+        stream
+            .memcpy_dtoh(&work.frames_u8.slice(region.clone()), &mut host[region])
+            .map_err(cuda_error(ordinal))?;
+        step_event(&stream, ordinal)
+    }
+
+    fn collect(&mut self, chunk: Range<usize>, downloaded: &CudaEvent) -> Result<(), EngineError> {
+        let (region, size) = (self.region(&chunk), self.size);
+        let ordinal = self.engine.ordinal;
+        downloaded.synchronize().map_err(cuda_error(ordinal))?;
+        let host = self
+            .work()
+            .host_out
+            .as_slice()
+            .map_err(cuda_error(ordinal))?;
+        let frames: Vec<Frame> = host[region]
             .par_chunks_exact(size.rgb_bytes())
             .map(|data| Frame::new(size, data.to_vec()))
-            .collect())
+            .collect();
+        self.stylized.extend(frames);
+        Ok(())
     }
 }
 
@@ -1204,7 +1330,18 @@ impl super::Engine for CudaEngine {
     fn forward(&mut self, frame: &Frame) -> Result<Vec<f32>, EngineError> {
         check_frame_size(frame.size)?;
         self.reserve(frame.size, 1)?;
-        self.upload(&[frame])?;
+        let mut batch = BatchOnStreams {
+            engine: self,
+            frames: &[frame],
+            size: frame.size,
+            stylized: Vec::new(),
+        };
+        batch.stage(0..1)?;
+        let uploaded = batch.upload(0..1)?;
+        self.stream
+            .wait(&uploaded)
+            .map_err(cuda_error(self.ordinal))?;
+        self.convert_input(0..1, frame.size)?;
         let (out_h, out_w) = self.run_network(1, frame.size)?;
         let error = cuda_error(self.ordinal);
         let work = self.work.as_mut().expect("reserved");
@@ -1213,7 +1350,7 @@ impl super::Engine for CudaEngine {
             &self.stream,
             &self.functions.crop_f32,
             &work.c,
-            &mut work.input,
+            work.input.as_view_mut(),
             1,
             (out_h, out_w),
             frame.size,
