@@ -1014,15 +1014,65 @@ impl CudaEngine {
         };
         let outcome = overlap::run(&mut batch, &chunks);
         let stylized = batch.stylized;
+        self.settled(outcome.map(|()| stylized))
+    }
+
+    /// The outcome of work issued on the streams, after a failure has let every stream finish:
+    /// copies may still be running on the copy streams, and their buffers must not be freed or
+    /// reused before they end. The error that stopped the work is the one reported.
+    fn settled<T>(&self, outcome: Result<T, EngineError>) -> Result<T, EngineError> {
         if outcome.is_err() {
-            // Copies may still be running on the other streams: let them end before the buffers
-            // they use can be freed or reused. The error that stopped the batch is the one to
-            // report.
             if let Err(error) = self.ctx.synchronize() {
-                log::warn!("GPU {}: after a failed batch: {error}", self.ordinal);
+                log::warn!("GPU {}: after a failure: {error}", self.ordinal);
             }
         }
-        outcome.map(|()| stylized)
+        outcome
+    }
+
+    /// The network's float output for one frame (`Engine::forward`), its copies on the same
+    /// streams as a batch's.
+    fn forward_on_streams(&mut self, frame: &Frame) -> Result<Vec<f32>, EngineError> {
+        check_frame_size(frame.size)?;
+        self.reserve(frame.size, 1)?;
+        let mut batch = BatchOnStreams {
+            engine: self,
+            frames: &[frame],
+            size: frame.size,
+            stylized: Vec::new(),
+        };
+        batch.stage(0..1)?;
+        let uploaded = batch.upload(0..1)?;
+        self.stream
+            .wait(&uploaded)
+            .map_err(cuda_error(self.ordinal))?;
+        self.convert_input(0..1, frame.size)?;
+        let (out_h, out_w) = self.run_network(1, frame.size)?;
+        let error = cuda_error(self.ordinal);
+        let work = self.work.as_mut().expect("reserved");
+        let count = frame.size.rgb_bytes();
+        launch_crop(
+            &self.stream,
+            &self.functions.crop_f32,
+            &work.c,
+            work.input.as_view_mut(),
+            1,
+            (out_h, out_w),
+            frame.size,
+            self.ordinal,
+        )?;
+        self.stream
+            .clone_dtoh(&work.input.slice(..count))
+            .map_err(&error)
+    }
+}
+
+impl Drop for CudaEngine {
+    /// Buffers are freed on the kernels' stream, which does not wait for the copy streams: an
+    /// engine dropped after a failure lets every stream finish first.
+    fn drop(&mut self) {
+        if let Err(error) = self.ctx.synchronize() {
+            log::warn!("GPU {}: before freeing its buffers: {error}", self.ordinal);
+        }
     }
 }
 
@@ -1328,39 +1378,8 @@ impl super::Engine for CudaEngine {
     }
 
     fn forward(&mut self, frame: &Frame) -> Result<Vec<f32>, EngineError> {
-        check_frame_size(frame.size)?;
-        self.reserve(frame.size, 1)?;
-        let mut batch = BatchOnStreams {
-            engine: self,
-            frames: &[frame],
-            size: frame.size,
-            stylized: Vec::new(),
-        };
-        batch.stage(0..1)?;
-        let uploaded = batch.upload(0..1)?;
-        self.stream
-            .wait(&uploaded)
-            .map_err(cuda_error(self.ordinal))?;
-        self.convert_input(0..1, frame.size)?;
-        let (out_h, out_w) = self.run_network(1, frame.size)?;
-        let error = cuda_error(self.ordinal);
-        let work = self.work.as_mut().expect("reserved");
-        let count = frame.size.rgb_bytes();
-        launch_crop(
-            &self.stream,
-            &self.functions.crop_f32,
-            &work.c,
-            work.input.as_view_mut(),
-            1,
-            (out_h, out_w),
-            frame.size,
-            self.ordinal,
-        )?;
-        let output = self
-            .stream
-            .clone_dtoh(&work.input.slice(..count))
-            .map_err(&error)?;
-        Ok(output)
+        let outcome = self.forward_on_streams(frame);
+        self.settled(outcome)
     }
 
     fn stylize_batch(&mut self, frames: &[Frame]) -> Result<Vec<Frame>, EngineError> {
