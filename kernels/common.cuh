@@ -120,6 +120,20 @@ inline void ldmatrix_x4(unsigned int* r, const void* shared, int offset) {
 }
 #endif
 
+// Two adjacent BF16 values from global memory, the first in the low half (as an mma.sync
+// fragment register holds them); `p` is 4-byte aligned.
+#ifndef STYLEMILL_CPU_EMULATION
+__device__ __forceinline__ unsigned int bf16_pair(const unsigned short* p) {
+    return __ldg(reinterpret_cast<const unsigned int*>(p));
+}
+#else
+inline unsigned int bf16_pair(const unsigned short* p) {
+    unsigned int pair;
+    std::memcpy(&pair, p, sizeof pair);
+    return pair;
+}
+#endif
+
 // The value `v` of lane (this lane xor `lanes`), for a reduction across a warp.
 #ifndef STYLEMILL_CPU_EMULATION
 __device__ __forceinline__ double shfl_xor(double v, int lanes) {

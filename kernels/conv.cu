@@ -470,3 +470,97 @@ __device__ __forceinline__ void conv_direct(
     }
 CONV_DIRECT_ENTRY(conv2d_direct_to32, 32, 3, 2)
 CONV_DIRECT_ENTRY(conv2d_direct_to3, 3, 4, 4)
+
+// The last layer (32 -> 3, 9x9, stride 1) on the tensor cores, for --precision fast: a direct
+// convolution whose multiply-adds are mma.sync m16n8k16 with the 3 outputs in an n of 8. A block
+// of 4 warps computes 16 x 16 output pixels of one image: it copies the reflected input window
+// of those (24 x 24 pixels of 32 BF16 channels, rows padded to 80 bytes so that ldmatrix is
+// conflict-free) into shared memory once, with cp.async, and each warp then takes 4 output rows
+// (4 MMA tiles of 16 pixels) through the 81 taps: at tap (ky, kx) the A tile of output row r is
+// the window row r + ky from column kx, read with ldmatrix straight from the window (no copy per
+// tap), and B is the tap's weights, [8][ky][kx][32] in BF16 (outputs 3 to 7 zero), read from
+// global memory (41 KB, cached). As a GEMM (input pixels gathered per tap) every input pixel
+// would be read 81 times; here once per block, and the fp32 direct kernel's FFMA per
+// multiply-add become one HMMA per 2048.
+#define TC_DIRECT_TILE 16
+#define TC_DIRECT_SPAN (TC_DIRECT_TILE + 8)
+#define TC_DIRECT_CHANNELS 32
+#define TC_DIRECT_ROW_BYTES (TC_DIRECT_CHANNELS * 2 + 16)
+#define TC_DIRECT_THREADS 128
+
+__device__ __forceinline__ void conv_direct_to3_tc(
+    const unsigned short* __restrict__ input, const unsigned short* __restrict__ weights,
+    const float* __restrict__ bias, float* __restrict__ output,
+    int in_h, int in_w, int out_h, int out_w, int pad) {
+    constexpr int K = 9, TAPS = K * K, CHUNKS = TC_DIRECT_CHANNELS / 8;
+    constexpr int ROWS_PER_WARP = TC_DIRECT_TILE / (TC_DIRECT_THREADS / 32);
+    __shared__ __align__(16) unsigned char window[TC_DIRECT_SPAN * TC_DIRECT_SPAN *
+                                                  TC_DIRECT_ROW_BYTES];
+    const int tiles_x = (out_w + TC_DIRECT_TILE - 1) / TC_DIRECT_TILE;
+    const int y0 = (blockIdx.x / tiles_x) * TC_DIRECT_TILE;
+    const int x0 = (blockIdx.x % tiles_x) * TC_DIRECT_TILE;
+    const int b = blockIdx.y;
+    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    const unsigned short* image = input + (size_t)b * in_h * in_w * TC_DIRECT_CHANNELS;
+    // The window, 16 bytes per copy. As in conv_direct, positions past the last one any output
+    // in the image reads are clamped to it, so that one reflection covers every read.
+    for (int i = tid; i < TC_DIRECT_SPAN * TC_DIRECT_SPAN * CHUNKS; i += TC_DIRECT_THREADS) {
+        const int chunk = i % CHUNKS, pixel = i / CHUNKS;
+        const int wy = pixel / TC_DIRECT_SPAN, wx = pixel % TC_DIRECT_SPAN;
+        const int y = reflect_index(min(y0 + wy - pad, in_h - 1 + pad), in_h);
+        const int x = reflect_index(min(x0 + wx - pad, in_w - 1 + pad), in_w);
+        cp_async_16(window, pixel * TC_DIRECT_ROW_BYTES + 16 * chunk,
+                    image + ((size_t)y * in_w + x) * TC_DIRECT_CHANNELS + 8 * chunk, true);
+    }
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    // ldmatrix's lanes: A rows 0-15 (the tile's 16 pixels of a row) at channels 0 and 8 of the
+    // k step; the B fragment of output g = lane / 4 at channels 2 (lane % 4) and 8 more.
+    const int group = lane / 4, in_group = lane % 4;
+    const int a_lane = (warp * ROWS_PER_WARP * TC_DIRECT_SPAN + lane % 16) * TC_DIRECT_ROW_BYTES +
+                       2 * ((lane / 16) * 8);
+    const unsigned short* b_lane = weights + (size_t)group * TAPS * TC_DIRECT_CHANNELS +
+                                   2 * in_group;
+    float acc[ROWS_PER_WARP][4] = {};
+    for (int ky = 0; ky < K; ++ky) {
+#pragma unroll
+        for (int kx = 0; kx < K; ++kx) {
+            const unsigned short* tap_weights = b_lane + (ky * K + kx) * TC_DIRECT_CHANNELS;
+            const int tap_offset = a_lane + (ky * TC_DIRECT_SPAN + kx) * TC_DIRECT_ROW_BYTES;
+#pragma unroll
+            for (int k = 0; k < TC_DIRECT_CHANNELS; k += 16) {
+                const unsigned int bfrag[2] = {bf16_pair(tap_weights + k),
+                                               bf16_pair(tap_weights + k + 8)};
+#pragma unroll
+                for (int r = 0; r < ROWS_PER_WARP; ++r) {
+                    unsigned int a[4];
+                    ldmatrix_x4(a, window,
+                                tap_offset + r * TC_DIRECT_SPAN * TC_DIRECT_ROW_BYTES + 2 * k);
+                    mma_m16n8k16_bf16(acc[r], a, bfrag);
+                }
+            }
+        }
+    }
+    // d0, d1: pixel `group` of the row, outputs 2 in_group and 2 in_group + 1; d2, d3: pixel
+    // group + 8. Outputs 3 to 7 are the zero padding.
+#pragma unroll
+    for (int r = 0; r < ROWS_PER_WARP; ++r) {
+        const int y = y0 + warp * ROWS_PER_WARP + r;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int x = x0 + group + (e >= 2 ? 8 : 0), o = 2 * in_group + e % 2;
+            if (o < 3 && y < out_h && x < out_w)
+                output[(((size_t)b * out_h + y) * out_w + x) * 3 + o] = acc[r][e] + bias[o];
+        }
+    }
+}
+
+// Grid (tiles of 16 x 16 output pixels, batch); conv2d_direct_to3's arguments, with BF16 input
+// and weights.
+extern "C" __global__ void __launch_bounds__(TC_DIRECT_THREADS) conv2d_direct_to3_tc(
+    const unsigned short* __restrict__ input, const unsigned short* __restrict__ weights,
+    const float* __restrict__ bias, float* __restrict__ output, int batch, int in_h, int in_w,
+    int ci, int out_h, int out_w, int co, int k, int stride, int pad, int upsample) {
+    conv_direct_to3_tc(input, weights, bias, output, in_h, in_w, out_h, out_w, pad);
+}

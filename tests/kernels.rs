@@ -129,13 +129,14 @@ fn a_gpu_newer_than_nvrtc_gets_ptx_for_the_newest_architecture_it_knows() {
 /// kernels stage their window in loops (unrolled, they take too many registers), which sm_80's
 /// listing puts inside the main loop and counts once instead of about 20 times, some 10% of
 /// that loop's instructions.
-const BUDGETS: [(&str, f64, bool); 6] = [
+const BUDGETS: [(&str, f64, bool); 7] = [
     ("conv2d_f32", 2.3, false),
     ("conv2d_f32_n32", 3.1, false),
     ("conv2d_bf16_tc", 9.5, false),
     ("conv2d_bf16_tc_n32", 17.5, false),
     ("conv2d_direct_to32", 1.5, true),
     ("conv2d_direct_to3", 2.1, true),
+    ("conv2d_direct_to3_tc", 3.0, false),
 ];
 
 fn nvdisasm() -> PathBuf {
@@ -180,12 +181,15 @@ fn model_at_1080p(loops: &[MainLoop]) -> Vec<String> {
             let useful = (oh * ow * taps * conv.in_channels * conv.out_channels) as f64;
             let (grid_x, grid_y, _) = plan.shape.grid;
             let ctas = (grid_x * grid_y) as f64;
-            let executed = match plan.kernel {
-                ConvKernel::DirectTo32 | ConvKernel::DirectTo3 => {
-                    let pixels = 256 * plan.kernel.pixels_per_thread();
-                    ctas * (pixels * taps * conv.in_channels * conv.out_channels) as f64
+            let executed = match (plan.kernel.direct_tile(), plan.kernel) {
+                (Some((rows, columns)), ConvKernel::DirectTo3TensorCores) => {
+                    // The 3 outputs take an MMA's 8 columns.
+                    ctas * (rows * columns * taps * conv.in_channels * 8) as f64
                 }
-                kernel => {
+                (Some((rows, columns)), _) => {
+                    ctas * (rows * columns * taps * conv.in_channels * conv.out_channels) as f64
+                }
+                (None, kernel) => {
                     let tile = kernel.gemm_tile().unwrap();
                     let reduction =
                         (taps * conv.in_channels).div_ceil(tile.reduction) * tile.reduction;

@@ -25,6 +25,7 @@ pub const FAMILIES: [(&str, &str, &[&str]); 3] = [
             "conv2d_bf16_tc_n32",
             "conv2d_direct_to32",
             "conv2d_direct_to3",
+            "conv2d_direct_to3_tc",
         ],
     ),
     (

@@ -238,11 +238,10 @@ impl LaunchShape {
     }
 }
 
-/// Whether a layer runs on the tensor cores: in fast mode, all but the image-facing layers (3
-/// input or output channels), which are a tenth of the work and carry the most visible
-/// precision.
+/// Whether a layer runs on the tensor cores: in fast mode, all but the first layer, whose input
+/// is the frame itself (3 channels: on the tensor cores its k-steps would be mostly padding).
 pub fn uses_tensor_cores(conv: &Conv, precision: Precision) -> bool {
-    precision == Precision::Fast && conv.in_channels != 3 && conv.out_channels != 3
+    precision == Precision::Fast && conv.in_channels != 3
 }
 
 /// The kernel a convolution runs with (the discriminant is the CPU harness's kernel number).
@@ -260,27 +259,32 @@ pub enum ConvKernel {
     GemmN32 = 4,
     /// The tensor-core GEMM with 32-wide channel tiles.
     GemmTensorCoresN32 = 5,
+    /// Direct on the tensor cores: the last layer (32 -> 3, 9x9) in fast mode.
+    DirectTo3TensorCores = 6,
 }
 
 impl ConvKernel {
     /// Every kernel, in the order of their numbers.
-    pub const ALL: [ConvKernel; 6] = [
+    pub const ALL: [ConvKernel; 7] = [
         ConvKernel::Gemm,
         ConvKernel::GemmTensorCores,
         ConvKernel::DirectTo32,
         ConvKernel::DirectTo3,
         ConvKernel::GemmN32,
         ConvKernel::GemmTensorCoresN32,
+        ConvKernel::DirectTo3TensorCores,
     ];
 
     /// The kernel for `conv`: a direct one where the layer is one of the image-facing shapes
-    /// they are written for (always fp32), else the GEMM in the precision asked for, where the
-    /// tensor-core GEMM takes the layer (its k-tiles are 32 channels of one tap).
+    /// they are written for (fp32, or for the last layer the tensor cores), else the GEMM in the
+    /// precision asked for, where the tensor-core GEMM takes the layer (its k-tiles are 32
+    /// channels of one tap).
     pub fn for_layer(conv: &Conv, tensor_cores: bool) -> ConvKernel {
         let direct = conv.kernel == 9 && conv.stride == 1 && !conv.upsample;
         let tensor_cores = tensor_cores && conv.in_channels.is_multiple_of(32);
         match (conv.in_channels, conv.out_channels) {
             (3, 32) if direct => ConvKernel::DirectTo32,
+            (32, 3) if direct && tensor_cores => ConvKernel::DirectTo3TensorCores,
             (ci, 3) if direct && ci % 4 == 0 => ConvKernel::DirectTo3,
             (_, co) => match (tensor_cores, co <= 32) {
                 (true, true) => ConvKernel::GemmTensorCoresN32,
@@ -294,17 +298,32 @@ impl ConvKernel {
     pub fn uses_tensor_cores(self) -> bool {
         matches!(
             self,
-            ConvKernel::GemmTensorCores | ConvKernel::GemmTensorCoresN32
+            ConvKernel::GemmTensorCores
+                | ConvKernel::GemmTensorCoresN32
+                | ConvKernel::DirectTo3TensorCores
         )
     }
 
-    /// Adjacent output pixels each thread of a direct kernel computes (PIXELS in conv.cu); a
-    /// block covers DIRECT_TILE rows of DIRECT_TILE times as many.
-    pub fn pixels_per_thread(self) -> usize {
+    /// Threads per block.
+    pub fn threads(self) -> u32 {
         match self {
-            ConvKernel::DirectTo32 => 2,
-            ConvKernel::DirectTo3 => 4,
-            _ => 1,
+            ConvKernel::Gemm | ConvKernel::GemmN32 => 256,
+            ConvKernel::GemmTensorCores
+            | ConvKernel::GemmTensorCoresN32
+            | ConvKernel::DirectTo3TensorCores => 128,
+            ConvKernel::DirectTo32 | ConvKernel::DirectTo3 => (DIRECT_TILE * DIRECT_TILE) as u32,
+        }
+    }
+
+    /// The output rows and columns of a direct kernel's block: DIRECT_TILE rows of
+    /// DIRECT_TILE times PIXELS (adjacent pixels per thread) for the fp32 ones, TC_DIRECT_TILE
+    /// square on the tensor cores (conv.cu).
+    pub fn direct_tile(self) -> Option<(usize, usize)> {
+        match self {
+            ConvKernel::DirectTo32 => Some((DIRECT_TILE, DIRECT_TILE * 2)),
+            ConvKernel::DirectTo3 => Some((DIRECT_TILE, DIRECT_TILE * 4)),
+            ConvKernel::DirectTo3TensorCores => Some((16, 16)),
+            _ => None,
         }
     }
 
@@ -323,7 +342,9 @@ impl ConvKernel {
             ConvKernel::GemmN32 => tile(64, 32, 16),
             ConvKernel::GemmTensorCores => tile(128, 64, 32),
             ConvKernel::GemmTensorCoresN32 => tile(128, 32, 32),
-            ConvKernel::DirectTo32 | ConvKernel::DirectTo3 => None,
+            ConvKernel::DirectTo32 | ConvKernel::DirectTo3 | ConvKernel::DirectTo3TensorCores => {
+                None
+            }
         }
     }
 
@@ -336,6 +357,7 @@ impl ConvKernel {
             ConvKernel::DirectTo3 => "conv2d_direct_to3",
             ConvKernel::GemmN32 => "conv2d_f32_n32",
             ConvKernel::GemmTensorCoresN32 => "conv2d_bf16_tc_n32",
+            ConvKernel::DirectTo3TensorCores => "conv2d_direct_to3_tc",
         }
     }
 }
@@ -390,24 +412,26 @@ pub fn conv_launch(
     let statistics_segments = kernel
         .gemm_tile()
         .map(|tile| (oh * ow).div_ceil(tile.pixels));
-    let shape = match (kernel.gemm_tile(), statistics_segments) {
-        (Some(tile), Some(per_image)) => LaunchShape {
-            grid: (
-                (batch * per_image) as u32,
-                conv.out_channels.div_ceil(tile.channels) as u32,
-                1,
-            ),
-            threads: if kernel.uses_tensor_cores() { 128 } else { 256 },
-        },
-        _ => LaunchShape {
-            grid: (
-                (oh.div_ceil(DIRECT_TILE) * ow.div_ceil(DIRECT_TILE * kernel.pixels_per_thread()))
-                    as u32,
-                batch as u32,
-                1,
-            ),
-            threads: (DIRECT_TILE * DIRECT_TILE) as u32,
-        },
+    let grid = match (
+        kernel.gemm_tile(),
+        statistics_segments,
+        kernel.direct_tile(),
+    ) {
+        (Some(tile), Some(per_image), _) => (
+            (batch * per_image) as u32,
+            conv.out_channels.div_ceil(tile.channels) as u32,
+            1,
+        ),
+        (_, _, Some((rows, columns))) => (
+            (oh.div_ceil(rows) * ow.div_ceil(columns)) as u32,
+            batch as u32,
+            1,
+        ),
+        _ => unreachable!("{kernel:?} is a GEMM or a direct kernel"),
+    };
+    let shape = LaunchShape {
+        grid,
+        threads: kernel.threads(),
     };
     ConvLaunch {
         kernel,
@@ -609,13 +633,18 @@ pub fn to_bf16(values: &[f32]) -> Vec<u16> {
         .collect()
 }
 
-/// Packs OIHW weights as BF16 [co][ky][kx][ci], the tensor-core GEMM's Co x K operand.
+/// Packs OIHW weights as BF16 [co][ky][kx][ci], the tensor-core kernels' Co x K operand, with
+/// zero rows up to a multiple of 8 output channels (an MMA's n: the last layer's 3 become 8).
 pub fn pack_weights_bf16(conv: &Conv) -> Vec<u16> {
     let (ci, k) = (conv.in_channels, conv.kernel);
-    let packed: Vec<f32> = (0..conv.out_channels)
+    let packed: Vec<f32> = (0..conv.out_channels.next_multiple_of(8))
         .flat_map(|o| {
-            (0..k * k)
-                .flat_map(move |tap| (0..ci).map(move |i| conv.weight[(o * ci + i) * k * k + tap]))
+            (0..k * k).flat_map(move |tap| {
+                (0..ci).map(move |i| match o < conv.out_channels {
+                    true => conv.weight[(o * ci + i) * k * k + tap],
+                    false => 0.0,
+                })
+            })
         })
         .collect();
     to_bf16(&packed)
@@ -1424,7 +1453,7 @@ mod tests {
         .chain([
             (Gemm, GemmTensorCores),
             (GemmN32, GemmTensorCoresN32),
-            (DirectTo3, DirectTo3),
+            (DirectTo3, DirectTo3TensorCores),
         ])
         .collect::<Vec<_>>();
         assert_eq!(chosen, expected);
