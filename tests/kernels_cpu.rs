@@ -400,6 +400,17 @@ fn a_wrong_fragment_index_a_tile_read_before_it_lands_short_statistics_and_a_mis
         ),
         "a tile read before its cp.async copies landed went unnoticed"
     );
+    // The last layer's direct kernel on the tensor cores reading its window without waiting
+    // for the window's copies.
+    assert!(
+        caught(
+            "early-window",
+            "    cp_async_commit();\n    cp_async_wait<0>();\n    __syncthreads();\n    // ldmatrix's",
+            "    cp_async_commit();\n    __syncthreads();\n    // ldmatrix's",
+            &tensor_cores_off
+        ),
+        "a window read before its cp.async copies landed went unnoticed"
+    );
     // The statistics the GEMMs' epilogue sums for InstanceNorm, missing the last step of the
     // warp's butterfly: each column's sum holds half of its rows.
     assert!(
