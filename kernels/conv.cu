@@ -564,3 +564,99 @@ extern "C" __global__ void __launch_bounds__(TC_DIRECT_THREADS) conv2d_direct_to
     int ci, int out_h, int out_w, int co, int k, int stride, int pad, int upsample) {
     conv_direct_to3_tc(input, weights, bias, output, in_h, in_w, out_h, out_w, pad);
 }
+
+// The first layer (3 -> 32, 9x9, stride 1) on the tensor cores, for --precision fast. The input
+// is the frame (f32 NHWC of 3 channels, whole numbers, exact in BF16); the block converts the
+// reflected window of its 16 x 16 output pixels to BF16 in shared memory, each pixel padded to
+// 8 channels (16 bytes, so that ldmatrix can take a pixel as a row). A k-step of 16 is then two
+// horizontally adjacent taps of one kernel row: 5 steps per row (taps 0-1, ..., 8 and a zero
+// ninth, whose window column the window holds too), 80 k per row of which 27 are real (the
+// weights are zero elsewhere): 2.4 times the multiply-adds of the layer, still on units with 64
+// times the fp32 rate per instruction. Each warp takes 4 output rows x 32 outputs (4 MMA tiles
+// of n 8); weights are [32][ky][80] in BF16, read from global memory (46 KB, cached).
+#define TC_FIRST_STEPS 5
+#define TC_FIRST_K (TC_FIRST_STEPS * 16)
+#define TC_FIRST_COLUMNS (TC_DIRECT_SPAN + 1)
+
+__device__ __forceinline__ void conv_direct_to32_tc(
+    const float* __restrict__ input, const unsigned short* __restrict__ weights,
+    const float* __restrict__ bias, float* __restrict__ output,
+    int in_h, int in_w, int out_h, int out_w, int pad) {
+    constexpr int K = 9, OUTPUTS = 32, N_TILES = OUTPUTS / 8, PIXEL_BYTES = 16;
+    constexpr int ROWS_PER_WARP = TC_DIRECT_TILE / (TC_DIRECT_THREADS / 32);
+    // A pixel is 4 words: channels 0 and 1, channel 2, then zeros.
+    __shared__ __align__(16) unsigned int window[TC_DIRECT_SPAN * TC_FIRST_COLUMNS * 4];
+    const int tiles_x = (out_w + TC_DIRECT_TILE - 1) / TC_DIRECT_TILE;
+    const int y0 = (blockIdx.x / tiles_x) * TC_DIRECT_TILE;
+    const int x0 = (blockIdx.x % tiles_x) * TC_DIRECT_TILE;
+    const int b = blockIdx.y;
+    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    const float* image = input + (size_t)b * in_h * in_w * 3;
+    // Clamped as in conv_direct, so that one reflection covers every read.
+    for (int i = tid; i < TC_DIRECT_SPAN * TC_FIRST_COLUMNS; i += TC_DIRECT_THREADS) {
+        const int wy = i / TC_FIRST_COLUMNS, wx = i % TC_FIRST_COLUMNS;
+        const int y = reflect_index(min(y0 + wy - pad, in_h - 1 + pad), in_h);
+        const int x = reflect_index(min(x0 + wx - pad, in_w - 1 + pad), in_w);
+        const float* pixel = image + ((size_t)y * in_w + x) * 3;
+        window[4 * i] = to_bf16(pixel[0]) | (unsigned int)to_bf16(pixel[1]) << 16;
+        window[4 * i + 1] = to_bf16(pixel[2]);
+        window[4 * i + 2] = 0;
+        window[4 * i + 3] = 0;
+    }
+    __syncthreads();
+    // ldmatrix's lanes: A rows 0-15 (the tile's 16 pixels of a row) at the step's first tap
+    // (lanes 0-15) and second (16-31); the B fragment of output g = lane / 4 of each n tile at
+    // k 2 (lane % 4) and 8 more.
+    const int group = lane / 4, in_group = lane % 4;
+    const int a_lane =
+        ((warp * ROWS_PER_WARP) * TC_FIRST_COLUMNS + lane % 16 + lane / 16) * PIXEL_BYTES;
+    const unsigned short* b_lane = weights + (size_t)group * K * TC_FIRST_K + 2 * in_group;
+    float acc[ROWS_PER_WARP][N_TILES][4] = {};
+#pragma unroll 1
+    for (int ky = 0; ky < K; ++ky) {
+        const unsigned short* row_weights = b_lane + ky * TC_FIRST_K;
+        const int row_offset = a_lane + ky * TC_FIRST_COLUMNS * PIXEL_BYTES;
+#pragma unroll
+        for (int step = 0; step < TC_FIRST_STEPS; ++step) {
+            unsigned int bfrag[N_TILES][2];
+#pragma unroll
+            for (int n = 0; n < N_TILES; ++n) {
+                const unsigned short* w = row_weights + (size_t)n * 8 * K * TC_FIRST_K + 16 * step;
+                bfrag[n][0] = bf16_pair(w);
+                bfrag[n][1] = bf16_pair(w + 8);
+            }
+#pragma unroll
+            for (int r = 0; r < ROWS_PER_WARP; ++r) {
+                unsigned int a[4];
+                ldmatrix_x4(a, window,
+                            row_offset + (r * TC_FIRST_COLUMNS + 2 * step) * PIXEL_BYTES);
+#pragma unroll
+                for (int n = 0; n < N_TILES; ++n) mma_m16n8k16_bf16(acc[r][n], a, bfrag[n]);
+            }
+        }
+    }
+    // d0, d1: pixel `group` of the row, outputs 8 n + 2 in_group and the next; d2, d3: pixel
+    // group + 8.
+#pragma unroll
+    for (int r = 0; r < ROWS_PER_WARP; ++r) {
+        const int y = y0 + warp * ROWS_PER_WARP + r;
+#pragma unroll
+        for (int n = 0; n < N_TILES; ++n)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int x = x0 + group + (e >= 2 ? 8 : 0), o = 8 * n + 2 * in_group + e % 2;
+                if (y < out_h && x < out_w)
+                    output[(((size_t)b * out_h + y) * out_w + x) * OUTPUTS + o] =
+                        acc[r][n][e] + bias[o];
+            }
+    }
+}
+
+// Grid (tiles of 16 x 16 output pixels, batch); conv2d_direct_to32's arguments, with BF16
+// weights.
+extern "C" __global__ void __launch_bounds__(TC_DIRECT_THREADS) conv2d_direct_to32_tc(
+    const float* __restrict__ input, const unsigned short* __restrict__ weights,
+    const float* __restrict__ bias, float* __restrict__ output, int batch, int in_h, int in_w,
+    int ci, int out_h, int out_w, int co, int k, int stride, int pad, int upsample) {
+    conv_direct_to32_tc(input, weights, bias, output, in_h, in_w, out_h, out_w, pad);
+}

@@ -129,7 +129,7 @@ fn a_gpu_newer_than_nvrtc_gets_ptx_for_the_newest_architecture_it_knows() {
 /// kernels stage their window in loops (unrolled, they take too many registers), which sm_80's
 /// listing puts inside the main loop and counts once instead of about 20 times, some 10% of
 /// that loop's instructions.
-const BUDGETS: [(&str, f64, bool); 7] = [
+const BUDGETS: [(&str, f64, bool); 8] = [
     ("conv2d_f32", 2.3, false),
     ("conv2d_f32_n32", 3.1, false),
     ("conv2d_bf16_tc", 9.5, false),
@@ -137,6 +137,7 @@ const BUDGETS: [(&str, f64, bool); 7] = [
     ("conv2d_direct_to32", 1.5, true),
     ("conv2d_direct_to3", 2.1, true),
     ("conv2d_direct_to3_tc", 3.0, false),
+    ("conv2d_direct_to32_tc", 2.0, false),
 ];
 
 fn nvdisasm() -> PathBuf {
@@ -162,10 +163,12 @@ const H100_FP32_TFLOPS: f64 = 66.9;
 const H100_BF16_TFLOPS: f64 = 989.0;
 
 /// What the main-loop counts imply for each layer of the network at 1920x1080 (batch 1) on an
-/// H100, assuming that the main loop is all the time and that it is bound by instruction issue:
-/// warp instructions = multiply-adds executed (tile shapes included) / multiply-adds per
-/// iteration (2048 per HMMA.16816, 32 per FFMA) x instructions per iteration. Memory traffic,
-/// latency, prologues and epilogues, and InstanceNorm are left out: a lower bound on the time.
+/// H100, assuming that the main loop is all the time and that it is bound by instruction issue
+/// or by its multiply-add pipe, whichever is slower: warp instructions = multiply-adds executed
+/// (tile shapes and padding included) / multiply-adds per iteration (2048 per HMMA.16816, 32 per
+/// FFMA) x instructions per iteration, against the multiply-adds executed at the pipe's peak.
+/// Memory traffic, latency, prologues and epilogues, and InstanceNorm are left out: a lower
+/// bound on the time.
 fn model_at_1080p(loops: &[MainLoop]) -> Vec<String> {
     let net = load_style("mosaic").unwrap();
     let mut rows = Vec::new();
@@ -186,6 +189,10 @@ fn model_at_1080p(loops: &[MainLoop]) -> Vec<String> {
                     // The 3 outputs take an MMA's 8 columns.
                     ctas * (rows * columns * taps * conv.in_channels * 8) as f64
                 }
+                (Some((rows, columns)), ConvKernel::DirectTo32TensorCores) => {
+                    // A kernel row is 80 k: 5 steps of two taps of 3 channels padded to 8.
+                    ctas * (rows * columns * conv.kernel * 80 * conv.out_channels) as f64
+                }
                 (Some((rows, columns)), _) => {
                     ctas * (rows * columns * taps * conv.in_channels * conv.out_channels) as f64
                 }
@@ -202,12 +209,13 @@ fn model_at_1080p(loops: &[MainLoop]) -> Vec<String> {
                 .unwrap();
             let per_iteration = (main.mma * 2048 + main.ffma * 32) as f64;
             let warp_instructions = executed / per_iteration * main.instructions as f64;
-            let seconds = warp_instructions / (H100_SMS * 4.0 * H100_CLOCK_HZ);
-            let peak = if tensor_cores {
+            let peak = if plan.kernel.uses_tensor_cores() {
                 H100_BF16_TFLOPS
             } else {
                 H100_FP32_TFLOPS
             };
+            let issue_seconds = warp_instructions / (H100_SMS * 4.0 * H100_CLOCK_HZ);
+            let seconds = issue_seconds.max(2.0 * executed / (peak * 1e12));
             let share = 2.0 * useful / seconds / 1e12 / peak;
             rows.push(format!(
                 "| {} | {}->{} k{} s{}{} at {oh}x{ow} | {} | {:.2} | {:.1}% |",

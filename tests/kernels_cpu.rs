@@ -20,8 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use stylemill::engine::cpu::CpuEngine;
 use stylemill::engine::cuda::{
-    conv_launch, norm_launch, norm_partials, pack_weights, pack_weights_bf16, to_bf16,
-    uses_tensor_cores, LaunchShape,
+    conv_launch, norm_launch, norm_partials, to_bf16, uses_tensor_cores, LaunchShape, PackedWeights,
 };
 use stylemill::engine::{Engine, EngineError, Precision};
 use stylemill::frame::{Frame, FrameSize};
@@ -138,16 +137,20 @@ impl Emulated<'_> {
     ) -> (Vec<f32>, usize, usize, Option<usize>) {
         let plan = conv_launch(conv, batch, height, width, tensor_cores);
         let (oh, ow) = plan.out;
-        // A tensor-core layer's input is BF16 in the engine, written by the InstanceNorm before
-        // it as its f32 result rounded (checked exactly by the InstanceNorm test).
-        let (bf16_input, bf16_weights, f32_weights);
-        let (input, weights): (*const c_void, *const c_void) = if plan.kernel.uses_tensor_cores() {
+        // A tensor-core layer's input (but the first layer's) is BF16 in the engine, written by
+        // the InstanceNorm before it as its f32 result rounded (checked exactly by the
+        // InstanceNorm test).
+        let bf16_input;
+        let input: *const c_void = if plan.kernel.reads_bf16() {
             bf16_input = to_bf16(input);
-            bf16_weights = pack_weights_bf16(conv);
-            (bf16_input.as_ptr().cast(), bf16_weights.as_ptr().cast())
+            bf16_input.as_ptr().cast()
         } else {
-            f32_weights = pack_weights(conv);
-            (input.as_ptr().cast(), f32_weights.as_ptr().cast())
+            input.as_ptr().cast()
+        };
+        let packed = PackedWeights::for_kernel(plan.kernel, conv);
+        let weights: *const c_void = match &packed {
+            PackedWeights::F32(weights) => weights.as_ptr().cast(),
+            PackedWeights::Bf16(weights) => weights.as_ptr().cast(),
         };
         let summed = plan.statistics_segments.filter(|_| partial.is_some());
         let partial = partial.map_or(std::ptr::null_mut(), |p| p.as_mut_ptr());

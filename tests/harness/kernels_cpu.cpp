@@ -14,8 +14,8 @@ using emulation::launch;
 #define ENTRY extern "C" __attribute__((visibility("default")))
 
 // kernel: the engine's ConvKernel (0 fp32 GEMM, 1 tensor-core GEMM, 2 and 3 direct, 4 and 5
-// the GEMMs with 32-wide channel tiles, 6 the last layer direct on the tensor cores); input and
-// weights: f32, or BF16 for the tensor-core kernels (1, 5 and 6); the GEMMs also write InstanceNorm's partial sums into `partial` unless it is
+// the GEMMs with 32-wide channel tiles, 6 and 7 the last and first layers direct on the tensor
+// cores); input: f32, or BF16 for 1, 5 and 6; weights: f32, or BF16 for 1, 5, 6 and 7; the GEMMs also write InstanceNorm's partial sums into `partial` unless it is
 // null; ints: batch, in_h, in_w, ci, out_h, out_w, co, k, stride, pad, upsample.
 ENTRY void emu_conv2d(int kernel_number, unsigned grid_x, unsigned grid_y, unsigned threads,
                       const void* input, const void* weights, const float* bias, float* output,
@@ -27,20 +27,23 @@ ENTRY void emu_conv2d(int kernel_number, unsigned grid_x, unsigned grid_y, unsig
                static_cast<const Element*>(weights), bias, output, partial, n[0], n[1], n[2],
                n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]);
     };
-    const auto direct = [&](auto kernel, auto element) {
-        using Element = decltype(element);
-        launch(grid, block, kernel, static_cast<const Element*>(input),
-               static_cast<const Element*>(weights), bias, output, n[0], n[1], n[2], n[3], n[4],
+    const auto direct = [&](auto kernel, auto input_element, auto weight_element) {
+        using Input = decltype(input_element);
+        using Weight = decltype(weight_element);
+        launch(grid, block, kernel, static_cast<const Input*>(input),
+               static_cast<const Weight*>(weights), bias, output, n[0], n[1], n[2], n[3], n[4],
                n[5], n[6], n[7], n[8], n[9], n[10]);
     };
+    const unsigned short bf16 = 0;
     switch (kernel_number) {
         case 0: return gemm(conv2d_f32, 0.f);
         case 1: return gemm(conv2d_bf16_tc, (unsigned short)0);
-        case 2: return direct(conv2d_direct_to32, 0.f);
-        case 3: return direct(conv2d_direct_to3, 0.f);
+        case 2: return direct(conv2d_direct_to32, 0.f, 0.f);
+        case 3: return direct(conv2d_direct_to3, 0.f, 0.f);
         case 4: return gemm(conv2d_f32_n32, 0.f);
         case 5: return gemm(conv2d_bf16_tc_n32, (unsigned short)0);
-        case 6: return direct(conv2d_direct_to3_tc, (unsigned short)0);
+        case 6: return direct(conv2d_direct_to3_tc, bf16, bf16);
+        case 7: return direct(conv2d_direct_to32_tc, 0.f, bf16);
     }
     std::fprintf(stderr, "emu_conv2d: no kernel number %d\n", kernel_number);
     std::abort();

@@ -26,6 +26,7 @@ pub const FAMILIES: [(&str, &str, &[&str]); 3] = [
             "conv2d_direct_to32",
             "conv2d_direct_to3",
             "conv2d_direct_to3_tc",
+            "conv2d_direct_to32_tc",
         ],
     ),
     (

@@ -68,11 +68,10 @@ struct DeviceConv {
     tensor_cores: bool,
 }
 
-/// A convolution's weights, packed once at load as its kernel reads them.
+/// A convolution's weights, packed once at load as its kernel reads them
+/// ([`PackedWeights`]).
 enum DeviceWeights {
-    /// [ky][kx][ci][co] f32 ([`pack_weights`]), for the fp32 and direct kernels.
     F32(CudaSlice<f32>),
-    /// [co][ky][kx][ci] BF16 ([`pack_weights_bf16`]), for the tensor-core GEMMs.
     Bf16(CudaSlice<u16>),
 }
 
@@ -82,11 +81,11 @@ impl DeviceConv {
         conv: &Conv,
         tensor_cores: bool,
     ) -> Result<DeviceConv, cudarc::driver::DriverError> {
-        let weights = if ConvKernel::for_layer(conv, tensor_cores).uses_tensor_cores() {
-            DeviceWeights::Bf16(stream.clone_htod(&pack_weights_bf16(conv))?)
-        } else {
-            DeviceWeights::F32(stream.clone_htod(&pack_weights(conv))?)
-        };
+        let weights =
+            match PackedWeights::for_kernel(ConvKernel::for_layer(conv, tensor_cores), conv) {
+                PackedWeights::F32(packed) => DeviceWeights::F32(stream.clone_htod(&packed)?),
+                PackedWeights::Bf16(packed) => DeviceWeights::Bf16(stream.clone_htod(&packed)?),
+            };
         Ok(DeviceConv {
             conv: conv.clone(),
             weights,
@@ -238,10 +237,10 @@ impl LaunchShape {
     }
 }
 
-/// Whether a layer runs on the tensor cores: in fast mode, all but the first layer, whose input
-/// is the frame itself (3 channels: on the tensor cores its k-steps would be mostly padding).
-pub fn uses_tensor_cores(conv: &Conv, precision: Precision) -> bool {
-    precision == Precision::Fast && conv.in_channels != 3
+/// Whether a layer asks for the tensor cores: every layer in fast mode (it gets them where its
+/// kernel has them, [`ConvKernel::for_layer`]).
+pub fn uses_tensor_cores(_conv: &Conv, precision: Precision) -> bool {
+    precision == Precision::Fast
 }
 
 /// The kernel a convolution runs with (the discriminant is the CPU harness's kernel number).
@@ -261,11 +260,13 @@ pub enum ConvKernel {
     GemmTensorCoresN32 = 5,
     /// Direct on the tensor cores: the last layer (32 -> 3, 9x9) in fast mode.
     DirectTo3TensorCores = 6,
+    /// Direct on the tensor cores: the first layer (3 -> 32, 9x9) in fast mode.
+    DirectTo32TensorCores = 7,
 }
 
 impl ConvKernel {
     /// Every kernel, in the order of their numbers.
-    pub const ALL: [ConvKernel; 7] = [
+    pub const ALL: [ConvKernel; 8] = [
         ConvKernel::Gemm,
         ConvKernel::GemmTensorCores,
         ConvKernel::DirectTo32,
@@ -273,20 +274,21 @@ impl ConvKernel {
         ConvKernel::GemmN32,
         ConvKernel::GemmTensorCoresN32,
         ConvKernel::DirectTo3TensorCores,
+        ConvKernel::DirectTo32TensorCores,
     ];
 
     /// The kernel for `conv`: a direct one where the layer is one of the image-facing shapes
-    /// they are written for (fp32, or for the last layer the tensor cores), else the GEMM in the
-    /// precision asked for, where the tensor-core GEMM takes the layer (its k-tiles are 32
-    /// channels of one tap).
+    /// they are written for, else the GEMM, each in the precision asked for where the layer
+    /// fits a tensor-core kernel (the GEMM's k-tiles are 32 channels of one tap).
     pub fn for_layer(conv: &Conv, tensor_cores: bool) -> ConvKernel {
         let direct = conv.kernel == 9 && conv.stride == 1 && !conv.upsample;
-        let tensor_cores = tensor_cores && conv.in_channels.is_multiple_of(32);
+        let gemm_tensor_cores = tensor_cores && conv.in_channels.is_multiple_of(32);
         match (conv.in_channels, conv.out_channels) {
+            (3, 32) if direct && tensor_cores => ConvKernel::DirectTo32TensorCores,
             (3, 32) if direct => ConvKernel::DirectTo32,
             (32, 3) if direct && tensor_cores => ConvKernel::DirectTo3TensorCores,
             (ci, 3) if direct && ci % 4 == 0 => ConvKernel::DirectTo3,
-            (_, co) => match (tensor_cores, co <= 32) {
+            (_, co) => match (gemm_tensor_cores, co <= 32) {
                 (true, true) => ConvKernel::GemmTensorCoresN32,
                 (true, false) => ConvKernel::GemmTensorCores,
                 (false, true) => ConvKernel::GemmN32,
@@ -296,6 +298,12 @@ impl ConvKernel {
     }
 
     pub fn uses_tensor_cores(self) -> bool {
+        self.reads_bf16() || self == ConvKernel::DirectTo32TensorCores
+    }
+
+    /// Whether its input activations are BF16 (written so by the InstanceNorm before it): the
+    /// tensor-core kernels' but the first layer's, which reads the frame in f32.
+    pub fn reads_bf16(self) -> bool {
         matches!(
             self,
             ConvKernel::GemmTensorCores
@@ -310,7 +318,8 @@ impl ConvKernel {
             ConvKernel::Gemm | ConvKernel::GemmN32 => 256,
             ConvKernel::GemmTensorCores
             | ConvKernel::GemmTensorCoresN32
-            | ConvKernel::DirectTo3TensorCores => 128,
+            | ConvKernel::DirectTo3TensorCores
+            | ConvKernel::DirectTo32TensorCores => 128,
             ConvKernel::DirectTo32 | ConvKernel::DirectTo3 => (DIRECT_TILE * DIRECT_TILE) as u32,
         }
     }
@@ -322,7 +331,7 @@ impl ConvKernel {
         match self {
             ConvKernel::DirectTo32 => Some((DIRECT_TILE, DIRECT_TILE * 2)),
             ConvKernel::DirectTo3 => Some((DIRECT_TILE, DIRECT_TILE * 4)),
-            ConvKernel::DirectTo3TensorCores => Some((16, 16)),
+            ConvKernel::DirectTo3TensorCores | ConvKernel::DirectTo32TensorCores => Some((16, 16)),
             _ => None,
         }
     }
@@ -342,9 +351,10 @@ impl ConvKernel {
             ConvKernel::GemmN32 => tile(64, 32, 16),
             ConvKernel::GemmTensorCores => tile(128, 64, 32),
             ConvKernel::GemmTensorCoresN32 => tile(128, 32, 32),
-            ConvKernel::DirectTo32 | ConvKernel::DirectTo3 | ConvKernel::DirectTo3TensorCores => {
-                None
-            }
+            ConvKernel::DirectTo32
+            | ConvKernel::DirectTo3
+            | ConvKernel::DirectTo3TensorCores
+            | ConvKernel::DirectTo32TensorCores => None,
         }
     }
 
@@ -358,6 +368,7 @@ impl ConvKernel {
             ConvKernel::GemmN32 => "conv2d_f32_n32",
             ConvKernel::GemmTensorCoresN32 => "conv2d_bf16_tc_n32",
             ConvKernel::DirectTo3TensorCores => "conv2d_direct_to3_tc",
+            ConvKernel::DirectTo32TensorCores => "conv2d_direct_to32_tc",
         }
     }
 }
@@ -518,10 +529,13 @@ fn launch_conv(
     let function = &f.convolutions[plan.kernel as usize];
     let no_buffer: u64 = 0;
     let mut launch = stream.launch_builder(function);
-    match (src, &layer.weights) {
-        (Activations::F32(x), DeviceWeights::F32(weights)) => launch.arg(x).arg(weights),
-        (Activations::Bf16(x), DeviceWeights::Bf16(weights)) => launch.arg(x).arg(weights),
-        _ => unreachable!("a layer's input comes in the precision of its weights"),
+    match src {
+        Activations::F32(x) => launch.arg(x),
+        Activations::Bf16(x) => launch.arg(x),
+    };
+    match &layer.weights {
+        DeviceWeights::F32(weights) => launch.arg(weights),
+        DeviceWeights::Bf16(weights) => launch.arg(weights),
     };
     launch.arg(&layer.bias).arg(dst);
     // The GEMMs take the partial sums' buffer after the output (null for none).
@@ -648,6 +662,40 @@ pub fn pack_weights_bf16(conv: &Conv) -> Vec<u16> {
         })
         .collect();
     to_bf16(&packed)
+}
+
+/// Packs OIHW weights of the first layer (3 -> 32, 9x9) as BF16 [co][ky][80], the Co x K
+/// operand of its direct kernel on the tensor cores: a kernel row's 80 k are 5 steps of two taps
+/// of 8 channels (kx = 2 step + k / 8 % 2, channel k % 8), zero for channels 3 to 7 and kx 9.
+pub fn pack_first_layer_bf16(conv: &Conv) -> Vec<u16> {
+    let (ci, k) = (conv.in_channels, conv.kernel);
+    let packed: Vec<f32> = (0..conv.out_channels)
+        .flat_map(|o| (0..k).flat_map(move |ky| (0..80).map(move |e| (o, ky, e))))
+        .map(|(o, ky, e)| {
+            let (kx, c) = (2 * (e / 16) + e / 8 % 2, e % 8);
+            match kx < k && c < ci {
+                true => conv.weight[((o * ci + c) * k + ky) * k + kx],
+                false => 0.0,
+            }
+        })
+        .collect();
+    to_bf16(&packed)
+}
+
+/// A convolution's weights as its kernel reads them.
+pub enum PackedWeights {
+    F32(Vec<f32>),
+    Bf16(Vec<u16>),
+}
+
+impl PackedWeights {
+    pub fn for_kernel(kernel: ConvKernel, conv: &Conv) -> PackedWeights {
+        match kernel {
+            ConvKernel::DirectTo32TensorCores => PackedWeights::Bf16(pack_first_layer_bf16(conv)),
+            kernel if kernel.uses_tensor_cores() => PackedWeights::Bf16(pack_weights_bf16(conv)),
+            _ => PackedWeights::F32(pack_weights(conv)),
+        }
+    }
 }
 
 /// Packs OIHW weights as [ky][kx][ci][co], the fp32 GEMM's K x Co operand.
@@ -794,7 +842,7 @@ impl CudaEngine {
     fn any_tensor_cores(&self) -> bool {
         self.layers
             .iter()
-            .any(|(layer, _)| layer.kernel().uses_tensor_cores())
+            .any(|(layer, _)| layer.kernel().reads_bf16())
     }
 
     /// Device bytes a batch of `frames` frames of `size` needs.
@@ -898,7 +946,7 @@ impl CudaEngine {
         let clock = &mut self.clock;
         let layers = &self.layers;
         let n = layers.len();
-        let reads_bf16 = |i: usize| i < n && layers[i].0.kernel().uses_tensor_cores();
+        let reads_bf16 = |i: usize| i < n && layers[i].0.kernel().reads_bf16();
         // Layer i: a convolution of its input (f32 in `src`, or BF16 in bf16[0] for a
         // tensor-core layer), then its InstanceNorm (when the layer has one) followed by a ReLU,
         // or by adding `residual`. The normalised map is written back in f32 where a fp32
@@ -1279,7 +1327,7 @@ impl CudaEngine {
         let stream = &self.stream;
         let layer = DeviceConv::new(stream, conv, self.layers[3].0.tensor_cores).map_err(&error)?;
         let (f32_source, bf16_source);
-        let source = if layer.kernel().uses_tensor_cores() {
+        let source = if layer.kernel().reads_bf16() {
             bf16_source = stream.clone_htod(&to_bf16(input)).map_err(&error)?;
             Activations::Bf16(&bf16_source)
         } else {
@@ -1444,7 +1492,7 @@ mod tests {
             .collect();
         use ConvKernel::*;
         let expected = [
-            (DirectTo32, DirectTo32),
+            (DirectTo32, DirectTo32TensorCores),
             (Gemm, GemmTensorCores),
             (Gemm, GemmTensorCores),
         ]
