@@ -12,7 +12,7 @@ use stylemill::engine::cuda::kernels::{
     compile, compile_module, ptxas_report, supported_architectures, Module, FAMILIES,
 };
 use stylemill::engine::cuda::sass::{main_loops, MainLoop};
-use stylemill::engine::cuda::{conv_launch, uses_tensor_cores, ConvKernel};
+use stylemill::engine::cuda::{conv_launch, ConvKernel};
 use stylemill::engine::Precision;
 use stylemill::model::styles::load_style;
 
@@ -177,7 +177,7 @@ fn model_at_1080p(loops: &[MainLoop]) -> Vec<String> {
         let (mut h, mut w) = (1080, 1920);
         let (mut total_ms, mut total_flop) = (0.0, 0.0);
         for conv in net.convolutions() {
-            let tensor_cores = uses_tensor_cores(conv, precision);
+            let tensor_cores = precision == Precision::Fast;
             let plan = conv_launch(conv, 1, h, w, tensor_cores);
             let (oh, ow) = plan.out;
             let taps = conv.kernel * conv.kernel;

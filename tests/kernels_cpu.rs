@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use stylemill::engine::cpu::CpuEngine;
 use stylemill::engine::cuda::{
-    conv_launch, norm_launch, norm_partials, to_bf16, uses_tensor_cores, LaunchShape, PackedWeights,
+    conv_launch, norm_launch, norm_partials, to_bf16, LaunchShape, PackedWeights,
 };
 use stylemill::engine::{Engine, EngineError, Precision};
 use stylemill::frame::{Frame, FrameSize};
@@ -606,7 +606,7 @@ impl EmulatedNetwork {
         residual: Option<&[f32]>,
     ) -> (Vec<f32>, usize, usize) {
         let mut kernels = self.kernels;
-        let tensor_cores = uses_tensor_cores(conv, self.precision);
+        let tensor_cores = self.precision == Precision::Fast;
         let (oh, ow) = (conv.output_size(h), conv.output_size(w));
         match norm {
             Some(norm) => {

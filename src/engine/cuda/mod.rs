@@ -1,7 +1,7 @@
 //! The CUDA engine: the style network on NVIDIA GPUs with stylemill's own kernels (no cuDNN,
 //! no cuBLAS), loaded with cudarc. Activations stay NHWC on the device; convolutions are
-//! implicit GEMMs (fp32, or BF16 tensor cores for `--precision fast`, which read BF16
-//! activations and weights packed once at load), InstanceNorm is a deterministic two-stage
+//! implicit GEMMs, or direct for the image-facing 9x9 layers (fp32, or BF16 tensor cores for
+//! `--precision fast`, which read BF16 activations and weights packed once at load), InstanceNorm is a deterministic two-stage
 //! reduction (its first stage in the convolution's epilogue after a GEMM) fused with its ReLU
 //! or residual add (and writing the next tensor-core layer's BF16 input), and frames are
 //! converted to and from 8-bit on the GPU. Frames are processed in batches through pinned host
@@ -235,12 +235,6 @@ impl LaunchShape {
             shared_mem_bytes: 0,
         }
     }
-}
-
-/// Whether a layer asks for the tensor cores: every layer in fast mode (it gets them where its
-/// kernel has them, [`ConvKernel::for_layer`]).
-pub fn uses_tensor_cores(_conv: &Conv, precision: Precision) -> bool {
-    precision == Precision::Fast
 }
 
 /// The kernel a convolution runs with (the discriminant is the CPU harness's kernel number).
@@ -788,7 +782,7 @@ impl CudaEngine {
             crop_f32: take("crop_f32"),
         };
         let upload_conv = |conv: &Conv| -> Result<DeviceConv, EngineError> {
-            DeviceConv::new(&stream, conv, uses_tensor_cores(conv, precision)).map_err(&error)
+            DeviceConv::new(&stream, conv, precision == Precision::Fast).map_err(&error)
         };
         let upload_norm = |norm: &Norm| DeviceNorm::new(&stream, norm).map_err(&error);
         let mut layers = vec![
