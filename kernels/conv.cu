@@ -571,8 +571,8 @@ extern "C" __global__ void __launch_bounds__(TC_DIRECT_THREADS) conv2d_direct_to
 // 8 channels (16 bytes, so that ldmatrix can take a pixel as a row). A k-step of 16 is then two
 // horizontally adjacent taps of one kernel row: 5 steps per row (taps 0-1, ..., 8 and a zero
 // ninth, whose window column the window holds too), 80 k per row of which 27 are real (the
-// weights are zero elsewhere): 2.4 times the multiply-adds of the layer, still on units with 64
-// times the fp32 rate per instruction. Each warp takes 4 output rows x 32 outputs (4 MMA tiles
+// weights are zero elsewhere): 3 times the multiply-adds of the layer, on units with 64 times
+// the fp32 rate per instruction. Each warp takes 4 output rows x 32 outputs (4 MMA tiles
 // of n 8); weights are [32][ky][80] in BF16, read from global memory (46 KB, cached).
 #define TC_FIRST_STEPS 5
 #define TC_FIRST_K (TC_FIRST_STEPS * 16)

@@ -40,6 +40,8 @@ const NORM_THREADS: u32 = 256;
 const FINALIZE_LANES: usize = 32;
 /// Rows of a direct convolution's block, and threads per row (DIRECT_TILE in conv.cu).
 const DIRECT_TILE: usize = 16;
+/// Rows and columns of a tensor-core direct convolution's block (TC_DIRECT_TILE in conv.cu).
+const TC_DIRECT_TILE: usize = 16;
 const ELEMENTWISE_THREADS: u32 = 256;
 
 fn cuda_error(ordinal: usize) -> impl Fn(cudarc::driver::DriverError) -> EngineError {
@@ -325,7 +327,9 @@ impl ConvKernel {
         match self {
             ConvKernel::DirectTo32 => Some((DIRECT_TILE, DIRECT_TILE * 2)),
             ConvKernel::DirectTo3 => Some((DIRECT_TILE, DIRECT_TILE * 4)),
-            ConvKernel::DirectTo3TensorCores | ConvKernel::DirectTo32TensorCores => Some((16, 16)),
+            ConvKernel::DirectTo3TensorCores | ConvKernel::DirectTo32TensorCores => {
+                Some((TC_DIRECT_TILE, TC_DIRECT_TILE))
+            }
             _ => None,
         }
     }
