@@ -382,6 +382,24 @@ CONV_GEMM_ENTRY(conv2d_bf16_tc_n32, unsigned short, TC_THREADS, (conv_gemm_bf16_
 // reads (99% of the L1 pipe on an H100). fp32 in both precisions.
 #define DIRECT_TILE 16
 
+// The first output row and column of a direct kernel's block, of TILE_H x TILE_W output pixels
+// (blockIdx.x runs over the tiles of one image, row by row).
+template <int TILE_H, int TILE_W>
+__device__ __forceinline__ void direct_tile_origin(int out_w, int* y0, int* x0) {
+    const int tiles_x = (out_w + TILE_W - 1) / TILE_W;
+    *y0 = (blockIdx.x / tiles_x) * TILE_H;
+    *x0 = (blockIdx.x % tiles_x) * TILE_W;
+}
+
+// The input row (or column) that window position `at` of a direct kernel reads, reflected
+// (stride 1, padding `pad`, `len` input rows). A tile may reach past the image (a small one, or
+// its right and bottom edges). The last window position any output in the image reads is
+// len - 1 + pad: positions past it feed only outputs that are not written, and are clamped
+// there, so that one reflection covers every read and none leaves the image.
+__device__ __forceinline__ int window_source(int at, int pad, int len) {
+    return reflect_index(min(at - pad, len - 1 + pad), len);
+}
+
 template <int CO, int CHUNK, int K, int PIXELS>
 __device__ __forceinline__ void conv_direct(
     const float* __restrict__ input, const float* __restrict__ weights,
@@ -393,8 +411,8 @@ __device__ __forceinline__ void conv_direct(
     constexpr int ROW = PIXELS + K - 1;
     __shared__ float window[CHUNK][SPAN_Y][SPAN_X + 1];
     __shared__ float taps[TAPS];
-    const int tiles_x = (out_w + TILE_W - 1) / TILE_W;
-    const int y0 = (blockIdx.x / tiles_x) * DIRECT_TILE, x0 = (blockIdx.x % tiles_x) * TILE_W;
+    int y0, x0;
+    direct_tile_origin<DIRECT_TILE, TILE_W>(out_w, &y0, &x0);
     const int b = blockIdx.y;
     const int tid = threadIdx.x, ty = tid / DIRECT_TILE, tx = tid % DIRECT_TILE;
     const float* image = input + (size_t)b * in_h * in_w * ci;
@@ -406,14 +424,10 @@ __device__ __forceinline__ void conv_direct(
     for (int c0 = 0; c0 < ci; c0 += CHUNK) {
         // Staged in loops, not unrolled: unrolled, their loads all in flight at once take
         // registers enough to leave one block per SM (248 on sm_90), or spill under a bound.
-        // A tile may reach past the image (a small one, or its right and bottom edges). The
-        // last window position any output in the image reads is in - 1 + pad along each axis
-        // (stride 1): positions past it feed only outputs that are not written, and are clamped
-        // there, so that one reflection covers every read and none leaves the image.
         for (int i = tid; i < WINDOW; i += THREADS) {
             const int c = i % CHUNK, yx = i / CHUNK;
-            const int y = reflect_index(min(y0 + yx / SPAN_X - pad, in_h - 1 + pad), in_h);
-            const int x = reflect_index(min(x0 + yx % SPAN_X - pad, in_w - 1 + pad), in_w);
+            const int y = window_source(y0 + yx / SPAN_X, pad, in_h);
+            const int x = window_source(x0 + yx % SPAN_X, pad, in_w);
             window[c][yx / SPAN_X][yx % SPAN_X] = image[((size_t)y * in_w + x) * ci + c0 + c];
         }
         for (int i = tid; i < TAPS; i += THREADS) {
@@ -487,28 +501,51 @@ CONV_DIRECT_ENTRY(conv2d_direct_to3, 3, 4, 4)
 #define TC_DIRECT_CHANNELS 32
 #define TC_DIRECT_ROW_BYTES (TC_DIRECT_CHANNELS * 2 + 16)
 #define TC_DIRECT_THREADS 128
+#define TC_DIRECT_ROWS_PER_WARP (TC_DIRECT_TILE / (TC_DIRECT_THREADS / 32))
+
+// The epilogue of both direct kernels on the tensor cores: a warp's accumulators, for its output
+// rows y0 + r (r < TC_DIRECT_ROWS_PER_WARP) and N_TILES MMA tiles of 8 outputs, of which the
+// first CO exist. d0, d1: pixel `group` of the row, outputs 8 n + 2 in_group and the next; d2,
+// d3: pixel group + 8.
+template <int N_TILES, int CO>
+__device__ __forceinline__ void store_direct_tc(const float (*acc)[N_TILES][4],
+                                                const float* __restrict__ bias,
+                                                float* __restrict__ output, int b, int y0, int x0,
+                                                int out_h, int out_w) {
+    const int lane = threadIdx.x % 32, group = lane / 4, in_group = lane % 4;
+#pragma unroll
+    for (int r = 0; r < TC_DIRECT_ROWS_PER_WARP; ++r) {
+        const int y = y0 + r;
+#pragma unroll
+        for (int n = 0; n < N_TILES; ++n)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int x = x0 + group + (e >= 2 ? 8 : 0), o = 8 * n + 2 * in_group + e % 2;
+                if (o < CO && y < out_h && x < out_w)
+                    output[(((size_t)b * out_h + y) * out_w + x) * CO + o] =
+                        acc[r][n][e] + bias[o];
+            }
+    }
+}
 
 __device__ __forceinline__ void conv_direct_to3_tc(
     const unsigned short* __restrict__ input, const unsigned short* __restrict__ weights,
     const float* __restrict__ bias, float* __restrict__ output,
     int in_h, int in_w, int out_h, int out_w, int pad) {
     constexpr int K = 9, TAPS = K * K, CHUNKS = TC_DIRECT_CHANNELS / 8;
-    constexpr int ROWS_PER_WARP = TC_DIRECT_TILE / (TC_DIRECT_THREADS / 32);
+    constexpr int ROWS_PER_WARP = TC_DIRECT_ROWS_PER_WARP;
     __shared__ __align__(16) unsigned char window[TC_DIRECT_SPAN * TC_DIRECT_SPAN *
                                                   TC_DIRECT_ROW_BYTES];
-    const int tiles_x = (out_w + TC_DIRECT_TILE - 1) / TC_DIRECT_TILE;
-    const int y0 = (blockIdx.x / tiles_x) * TC_DIRECT_TILE;
-    const int x0 = (blockIdx.x % tiles_x) * TC_DIRECT_TILE;
+    int y0, x0;
+    direct_tile_origin<TC_DIRECT_TILE, TC_DIRECT_TILE>(out_w, &y0, &x0);
     const int b = blockIdx.y;
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
     const unsigned short* image = input + (size_t)b * in_h * in_w * TC_DIRECT_CHANNELS;
-    // The window, 16 bytes per copy. As in conv_direct, positions past the last one any output
-    // in the image reads are clamped to it, so that one reflection covers every read.
+    // The window, 16 bytes per copy.
     for (int i = tid; i < TC_DIRECT_SPAN * TC_DIRECT_SPAN * CHUNKS; i += TC_DIRECT_THREADS) {
         const int chunk = i % CHUNKS, pixel = i / CHUNKS;
         const int wy = pixel / TC_DIRECT_SPAN, wx = pixel % TC_DIRECT_SPAN;
-        const int y = reflect_index(min(y0 + wy - pad, in_h - 1 + pad), in_h);
-        const int x = reflect_index(min(x0 + wx - pad, in_w - 1 + pad), in_w);
+        const int y = window_source(y0 + wy, pad, in_h), x = window_source(x0 + wx, pad, in_w);
         cp_async_16(window, pixel * TC_DIRECT_ROW_BYTES + 16 * chunk,
                     image + ((size_t)y * in_w + x) * TC_DIRECT_CHANNELS + 8 * chunk, true);
     }
@@ -522,7 +559,7 @@ __device__ __forceinline__ void conv_direct_to3_tc(
                        2 * ((lane / 16) * 8);
     const unsigned short* b_lane = weights + (size_t)group * TAPS * TC_DIRECT_CHANNELS +
                                    2 * in_group;
-    float acc[ROWS_PER_WARP][4] = {};
+    float acc[ROWS_PER_WARP][1][4] = {};
     for (int ky = 0; ky < K; ++ky) {
 #pragma unroll
         for (int kx = 0; kx < K; ++kx) {
@@ -537,23 +574,13 @@ __device__ __forceinline__ void conv_direct_to3_tc(
                     unsigned int a[4];
                     ldmatrix_x4(a, window,
                                 tap_offset + r * TC_DIRECT_SPAN * TC_DIRECT_ROW_BYTES + 2 * k);
-                    mma_m16n8k16_bf16(acc[r], a, bfrag);
+                    mma_m16n8k16_bf16(acc[r][0], a, bfrag);
                 }
             }
         }
     }
-    // d0, d1: pixel `group` of the row, outputs 2 in_group and 2 in_group + 1; d2, d3: pixel
-    // group + 8. Outputs 3 to 7 are the zero padding.
-#pragma unroll
-    for (int r = 0; r < ROWS_PER_WARP; ++r) {
-        const int y = y0 + warp * ROWS_PER_WARP + r;
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const int x = x0 + group + (e >= 2 ? 8 : 0), o = 2 * in_group + e % 2;
-            if (o < 3 && y < out_h && x < out_w)
-                output[(((size_t)b * out_h + y) * out_w + x) * 3 + o] = acc[r][e] + bias[o];
-        }
-    }
+    // Outputs 3 to 7 are the zero padding.
+    store_direct_tc<1, 3>(acc, bias, output, b, y0 + warp * ROWS_PER_WARP, x0, out_h, out_w);
 }
 
 // Grid (tiles of 16 x 16 output pixels, batch); conv2d_direct_to3's arguments, with BF16 input
@@ -583,20 +610,17 @@ __device__ __forceinline__ void conv_direct_to32_tc(
     const float* __restrict__ bias, float* __restrict__ output,
     int in_h, int in_w, int out_h, int out_w, int pad) {
     constexpr int K = 9, OUTPUTS = 32, N_TILES = OUTPUTS / 8, PIXEL_BYTES = 16;
-    constexpr int ROWS_PER_WARP = TC_DIRECT_TILE / (TC_DIRECT_THREADS / 32);
+    constexpr int ROWS_PER_WARP = TC_DIRECT_ROWS_PER_WARP;
     // A pixel is 4 words: channels 0 and 1, channel 2, then zeros.
     __shared__ __align__(16) unsigned int window[TC_DIRECT_SPAN * TC_FIRST_COLUMNS * 4];
-    const int tiles_x = (out_w + TC_DIRECT_TILE - 1) / TC_DIRECT_TILE;
-    const int y0 = (blockIdx.x / tiles_x) * TC_DIRECT_TILE;
-    const int x0 = (blockIdx.x % tiles_x) * TC_DIRECT_TILE;
+    int y0, x0;
+    direct_tile_origin<TC_DIRECT_TILE, TC_DIRECT_TILE>(out_w, &y0, &x0);
     const int b = blockIdx.y;
     const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
     const float* image = input + (size_t)b * in_h * in_w * 3;
-    // Clamped as in conv_direct, so that one reflection covers every read.
     for (int i = tid; i < TC_DIRECT_SPAN * TC_FIRST_COLUMNS; i += TC_DIRECT_THREADS) {
         const int wy = i / TC_FIRST_COLUMNS, wx = i % TC_FIRST_COLUMNS;
-        const int y = reflect_index(min(y0 + wy - pad, in_h - 1 + pad), in_h);
-        const int x = reflect_index(min(x0 + wx - pad, in_w - 1 + pad), in_w);
+        const int y = window_source(y0 + wy, pad, in_h), x = window_source(x0 + wx, pad, in_w);
         const float* pixel = image + ((size_t)y * in_w + x) * 3;
         window[4 * i] = to_bf16(pixel[0]) | (unsigned int)to_bf16(pixel[1]) << 16;
         window[4 * i + 1] = to_bf16(pixel[2]);
@@ -635,21 +659,8 @@ __device__ __forceinline__ void conv_direct_to32_tc(
             }
         }
     }
-    // d0, d1: pixel `group` of the row, outputs 8 n + 2 in_group and the next; d2, d3: pixel
-    // group + 8.
-#pragma unroll
-    for (int r = 0; r < ROWS_PER_WARP; ++r) {
-        const int y = y0 + warp * ROWS_PER_WARP + r;
-#pragma unroll
-        for (int n = 0; n < N_TILES; ++n)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int x = x0 + group + (e >= 2 ? 8 : 0), o = 8 * n + 2 * in_group + e % 2;
-                if (y < out_h && x < out_w)
-                    output[(((size_t)b * out_h + y) * out_w + x) * OUTPUTS + o] =
-                        acc[r][n][e] + bias[o];
-            }
-    }
+    store_direct_tc<N_TILES, OUTPUTS>(acc, bias, output, b, y0 + warp * ROWS_PER_WARP, x0, out_h,
+                                      out_w);
 }
 
 // Grid (tiles of 16 x 16 output pixels, batch); conv2d_direct_to32's arguments, with BF16

@@ -4,9 +4,10 @@
 //! twins of their fragment layouts and completion rules), launched with the engine's own
 //! launch shapes, and compared with the CPU engine's layers: every kind of convolution in both
 //! precisions, InstanceNorm with ReLU and with a residual, alone and after each convolution
-//! (with the statistics the GEMMs sum in their epilogue), and the frame conversion. Four
+//! (with the statistics the GEMMs sum in their epilogue), and the frame conversion. Five
 //! mutants of conv.cu (a wrong fragment index, a tile read before its asynchronous copies land,
-//! statistics summed over half the rows, a missing barrier) must fail the same comparisons, and
+//! the last layer's window read before its copies land, statistics summed over half the rows, a
+//! missing barrier) must fail the same comparisons, and
 //! the kernels' accesses must stay inside their buffers under AddressSanitizer. The build needs
 //! a C++20 compiler (`c++`, or `CXX`) with its AddressSanitizer runtime.
 
@@ -104,8 +105,8 @@ fn mutant(dir: &Path, from: &str, to: &str) -> Library {
     build(&kernels, &dir.join("mutant.so"))
 }
 
-/// Input and weights are f32, or BF16 for the tensor-core GEMMs; the GEMMs also write
-/// InstanceNorm partial sums unless given null.
+/// Input and weights as the kernel reads them (`ConvKernel::reads_bf16`, `PackedWeights`); the
+/// GEMMs also write InstanceNorm partial sums unless given null.
 type ConvEntry = unsafe extern "C" fn(
     i32,
     u32,

@@ -421,22 +421,22 @@ pub fn conv_launch(
     let statistics_segments = kernel
         .gemm_tile()
         .map(|tile| (oh * ow).div_ceil(tile.pixels));
-    let grid = match (
-        kernel.gemm_tile(),
-        statistics_segments,
-        kernel.direct_tile(),
-    ) {
-        (Some(tile), Some(per_image), _) => (
+    let grid = match (kernel.gemm_tile(), statistics_segments) {
+        (Some(tile), Some(per_image)) => (
             (batch * per_image) as u32,
             conv.out_channels.div_ceil(tile.channels) as u32,
             1,
         ),
-        (_, _, Some((rows, columns))) => (
-            (oh.div_ceil(rows) * ow.div_ceil(columns)) as u32,
-            batch as u32,
-            1,
-        ),
-        _ => unreachable!("{kernel:?} is a GEMM or a direct kernel"),
+        _ => {
+            let (rows, columns) = kernel
+                .direct_tile()
+                .expect("a kernel that is not a GEMM is direct");
+            (
+                (oh.div_ceil(rows) * ow.div_ceil(columns)) as u32,
+                batch as u32,
+                1,
+            )
+        }
     };
     let shape = LaunchShape {
         grid,

@@ -226,7 +226,7 @@ mod tests {
                     }
                 }
             }
-            let stylizes = op.name == "stylize";
+            let stylizes = stream == COMPUTE;
             let read: Vec<Content> = self.buffers[op.reads as usize][op.frames.clone()]
                 .iter()
                 .map(|&content| match (stylizes, content) {
